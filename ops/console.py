@@ -1,0 +1,53 @@
+"""How the tooling talks to its operator: short progress lines on stderr, commands echoed."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    check: bool = True,
+    capture: bool = False,
+    quiet: bool = False,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    input_text: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command without a shell; echo it unless quiet; raise CommandError on failure."""
+    args = [str(a) for a in argv]
+    if not quiet:
+        print(f"$ {shlex.join(args)}", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run(
+            args,
+            check=False,
+            text=True,
+            capture_output=capture,
+            env=dict(env) if env is not None else None,
+            timeout=timeout,
+            input=input_text,
+        )
+    except FileNotFoundError as exc:
+        raise CommandError(args, 127, f"{args[0]}: command not found") from exc
+    if check and done.returncode != 0:
+        raise CommandError(args, done.returncode, (done.stderr or "").strip())
+    return done
+
+
+class CommandError(RuntimeError):
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        detail = f": {stderr.splitlines()[-1]}" if stderr else ""
+        super().__init__(f"`{shlex.join(self.argv)}` exited {returncode}{detail}")

@@ -1,0 +1,12 @@
+"""Where things live in the repository. One place, so nothing hard-codes a layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+COMPOSE_DIR = INFRA / "compose"
+IMAGES_FILE = COMPOSE_DIR / ".env"  # every third-party image reference; compose reads it
+BAKE_DIR = INFRA / "images"
+STATE_DIR = ROOT / ".state"  # gitignored: pid files, logs, resolved image env files

@@ -1,0 +1,1 @@
+"""Invoke collections; tasks.py at the root assembles them. Each task is a thin shell over ops."""
