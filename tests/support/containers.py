@@ -1,0 +1,96 @@
+"""The container layer every Docker-backed test goes through.
+
+- testcontainers is configured for these hosts (no Ryuk: its image cannot be pulled; dial the
+  engine on localhost even though /.dockerenv exists).
+- Images come from the project's resolver (local → pull → baked); an image that cannot be had
+  here skips the test with the image's name.
+- Every container, network and volume carries our labels: the fixtures remove what they start
+  even when a test fails, and each session first sweeps what a killed earlier run left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+
+import docker
+import pytest
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from ops.images.resolve import Resolved, resolve
+
+LABEL = "org.coach.test"
+RUN_LABEL = "org.coach.test.run"
+RUN_ID = uuid.uuid4().hex[:12]
+LABELS = {LABEL: "1", RUN_LABEL: RUN_ID}
+
+
+@cache
+def resolved_image(var: str) -> Resolved:
+    return resolve([var])[0]
+
+
+def image_or_skip(var: str) -> str:
+    """The reference to run for a *_IMAGE variable, or skip naming the missing image."""
+    found = resolved_image(var)
+    if not found.available:
+        pytest.skip(f"image {found.pinned} unobtainable here ({found.detail})")
+    return found.ref
+
+
+def container(var: str) -> DockerContainer:
+    """A labelled testcontainers container for the image behind a *_IMAGE variable."""
+    return DockerContainer(image_or_skip(var)).with_kwargs(labels=dict(LABELS))
+
+
+@contextmanager
+def network() -> Iterator[Network]:
+    net = Network(docker_network_kw={"labels": dict(LABELS)}).create()
+    try:
+        yield net
+    finally:
+        net.remove()
+
+
+@contextmanager
+def running(c: DockerContainer) -> Iterator[DockerContainer]:
+    """Start, yield, and always remove (with volumes), printing logs when the body fails."""
+    c.start()
+    try:
+        yield c
+    except BaseException:
+        stdout, stderr = c.get_logs()
+        print(
+            f"--- logs of {c.image} ---\n{stdout.decode(errors='replace')}"
+            f"{stderr.decode(errors='replace')}"
+        )
+        raise
+    finally:
+        c.stop(force=True, delete_volume=True)
+
+
+def sweep(run_id: str | None = None) -> int:
+    """Remove labelled containers, networks and volumes: all runs', or one run's."""
+    selector = f"{RUN_LABEL}={run_id}" if run_id else LABEL
+    client = docker.from_env()
+    removed = 0
+    try:
+        for item in client.containers.list(all=True, filters={"label": selector}):
+            item.remove(force=True, v=True)
+            removed += 1
+        for net in client.networks.list(filters={"label": selector}):
+            net.remove()
+            removed += 1
+        for volume in client.volumes.list(filters={"label": selector}):
+            volume.remove(force=True)
+            removed += 1
+    finally:
+        client.close()
+    return removed
