@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from ops.tasks import docker, images
+from ops.tasks import docker, images, stack
 
-ns = Collection()
+ns = Collection(stack.up)
 ns.add_collection(Collection.from_module(docker), name="docker")
 ns.add_collection(Collection.from_module(images), name="images")

@@ -174,14 +174,15 @@ docker_process_sql() {
 
 # Creates POSTGRES_DB unless it exists (the superuser itself comes from initdb --username).
 docker_setup_db() {
-	local dbAlreadyExists
+	# psql connects to the postgres database meanwhile, so the name travels as a psql variable
+	local db="$POSTGRES_DB" dbAlreadyExists
 	dbAlreadyExists="$(
-		POSTGRES_DB='' docker_process_sql --dbname postgres --set db="$POSTGRES_DB" --tuples-only <<-'EOSQL'
+		POSTGRES_DB='' docker_process_sql --dbname postgres --set db="$db" --tuples-only <<-'EOSQL'
 			SELECT 1 FROM pg_database WHERE datname = :'db' ;
 		EOSQL
 	)"
 	if [ -z "$dbAlreadyExists" ]; then
-		POSTGRES_DB='' docker_process_sql --dbname postgres --set db="$POSTGRES_DB" <<-'EOSQL'
+		POSTGRES_DB='' docker_process_sql --dbname postgres --set db="$db" <<-'EOSQL'
 			CREATE DATABASE :"db" ;
 		EOSQL
 		printf '\n'
