@@ -1,0 +1,1 @@
+"""The HTTP edge of the Code Learning Coach (FastAPI)."""

@@ -1,0 +1,34 @@
+"""/api/v1/coach/ask: the coach agent answers a question from the indexed code."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from backend.deps import RuntimeDep
+from backend.routes.snippets import ERRORS
+from backend.schemas import AnswerOut, AskIn, CitationOut, Usage
+from coach import agent
+
+router = APIRouter(prefix="/coach", tags=["coach"])
+
+
+@router.post(
+    "/ask",
+    response_model=AnswerOut,
+    responses=ERRORS,
+    summary="Ask the coach; the answer cites the code it used",
+)
+async def ask(body: AskIn, request: Request, rt: RuntimeDep) -> AnswerOut:
+    trace_id = getattr(request.state, "trace_id", None)
+    answer = await agent.ask(
+        rt, body.question, top_k=body.top_k, snippet_id=body.snippet_id, trace_id=trace_id
+    )
+    return AnswerOut(
+        id=answer.id,
+        answer=answer.answer,
+        model=answer.model,
+        citations=[CitationOut(**vars(c)) for c in answer.citations],
+        usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens),
+        latency_ms=answer.latency_ms,
+        trace_id=trace_id,
+    )

@@ -1,0 +1,35 @@
+"""`python -m coach <command>`: the operational entry points baked into the image."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from coach.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coach", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="upgrade the database schema to head (advisory-locked)")
+    sub.add_parser("settings", help="print the effective settings as JSON, secrets masked")
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "settings":
+        print(json.dumps(settings.masked(), indent=2, default=str))
+        return 0
+    from coach.migrate import migrate  # noqa: PLC0415 - only this command needs alembic
+
+    before, after = asyncio.run(migrate(settings))
+    print(f"database schema: {before or 'empty'} -> {after}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

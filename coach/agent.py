@@ -1,0 +1,135 @@
+"""The coach agent: retrieve → build prompt → generate, each step its own function so that
+observability can wrap each one in a span of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from coach import snippets
+from coach.db import session_scope
+from coach.errors import InvalidInput
+from coach.llm import Completion, Message
+from coach.models import Question
+from coach.runtime import Runtime
+from coach.vectors import Hit
+
+SYSTEM_PROMPT = (
+    "You are a patient programming coach. Answer the learner's question using the code "
+    "excerpts provided; cite excerpts as [n]. If the excerpts do not answer it, say so."
+)
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    snippet_id: uuid.UUID
+    chunk_id: uuid.UUID
+    title: str
+    start_line: int
+    end_line: int
+    score: float
+
+
+@dataclass
+class Answer:
+    id: uuid.UUID
+    answer: str
+    model: str
+    citations: list[Citation]
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def retrieve(
+    rt: Runtime, question: str, *, top_k: int, snippet_id: uuid.UUID | None
+) -> list[Hit]:
+    [vector] = await asyncio.to_thread(rt.embedder.embed, [question])
+    await asyncio.to_thread(rt.vectors.ensure)
+    return await asyncio.to_thread(rt.vectors.search, vector, top_k=top_k, snippet_id=snippet_id)
+
+
+def build_prompt(question: str, hits: list[Hit]) -> list[Message]:
+    excerpts = "\n\n".join(
+        f"[{n}] {h.payload.get('title', '')} lines {h.payload.get('start_line')}-"
+        f"{h.payload.get('end_line')}:\n{h.payload.get('text', '')}"
+        for n, h in enumerate(hits, start=1)
+    )
+    return [
+        Message("system", SYSTEM_PROMPT),
+        Message("user", f"Code excerpts:\n{excerpts or '(none)'}\n\nQuestion: {question}"),
+    ]
+
+
+async def generate(rt: Runtime, messages: list[Message], hits: list[Hit]) -> Completion:
+    return await rt.llm.generate(messages, context=[str(h.payload.get("text", "")) for h in hits])
+
+
+async def ask(
+    rt: Runtime,
+    question: str,
+    *,
+    top_k: int,
+    snippet_id: uuid.UUID | None,
+    trace_id: str | None = None,
+) -> Answer:
+    question = question.strip()
+    if not question:
+        raise InvalidInput("question is empty")
+    if snippet_id is not None:
+        await snippets.get(rt, snippet_id)  # 404 for an unknown snippet, not an empty answer
+    started = time.perf_counter()
+    hits = await retrieve(rt, question, top_k=top_k, snippet_id=snippet_id)
+    messages = build_prompt(question, hits)
+    completion = await generate(rt, messages, hits)
+    latency_ms = int((time.perf_counter() - started) * 1000)
+    citations = [
+        Citation(
+            n,
+            h.snippet_id,
+            h.chunk_id,
+            str(h.payload.get("title", "")),
+            int(h.payload.get("start_line", 0)),
+            int(h.payload.get("end_line", 0)),
+            round(h.score, 4),
+        )
+        for n, h in enumerate(hits, start=1)
+    ]
+    async with session_scope(rt.sessions) as session:
+        row = Question(
+            question=question,
+            answer=completion.text,
+            model=completion.model,
+            snippet_id=snippet_id,
+            citations=[
+                {
+                    "n": c.n,
+                    "snippet_id": str(c.snippet_id),
+                    "chunk_id": str(c.chunk_id),
+                    "start_line": c.start_line,
+                    "end_line": c.end_line,
+                }
+                for c in citations
+            ],
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            latency_ms=latency_ms,
+            trace_id=trace_id,
+        )
+        session.add(row)
+        await session.flush()
+        question_id = row.id
+    return Answer(
+        question_id,
+        completion.text,
+        completion.model,
+        citations,
+        completion.prompt_tokens,
+        completion.completion_tokens,
+        latency_ms,
+    )

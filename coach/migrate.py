@@ -1,0 +1,82 @@
+"""Schema migrations as one explicit step (`python -m coach migrate`, the compose `migrate`
+service), serialised across processes by a PostgreSQL advisory lock.
+
+A second migrator waits for the lock and then finds nothing left to do; if the lock cannot be
+had within the timeout it fails loudly — it never skips, since skipping would let an app start
+on a schema it does not understand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from coach.db import make_engine
+from coach.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+LOCK_KEY = 0x636F616368  # "coach": one app-wide key, any fixed bigint would do
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def current_revision(settings: Settings) -> str | None:
+    engine = make_engine(settings, pooled=False)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_current)
+    finally:
+        await engine.dispose()
+
+
+async def migrate(settings: Settings, *, lock_timeout_s: int = 120) -> tuple[str | None, str]:
+    """Upgrade to head; returns (revision before, revision after)."""
+    engine = make_engine(settings, pooled=False)
+    try:
+        async with engine.connect() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            if postgres:
+                # Bounded wait for the lock, then loud failure; DDL gets the same bound.
+                await conn.execute(text(f"SET statement_timeout = '{int(lock_timeout_s)}s'"))
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+                await conn.execute(text("RESET statement_timeout"))
+                await conn.execute(text(f"SET lock_timeout = '{int(lock_timeout_s)}s'"))
+                await conn.commit()
+            try:
+                before = await conn.run_sync(_current)
+                await conn.run_sync(_upgrade)
+                await conn.commit()
+                after = await conn.run_sync(_current)
+            finally:
+                if postgres:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+                    await conn.commit()
+        assert after is not None
+        return before, after
+    finally:
+        await engine.dispose()

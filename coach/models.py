@@ -1,0 +1,91 @@
+"""The data model. Chunks are the source of truth for vectors: a reindex rebuilds the vector
+collection from this table alone."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SnippetStatus(enum.StrEnum):
+    pending = "pending"
+    indexing = "indexing"
+    indexed = "indexed"
+    failed = "failed"
+
+
+class Snippet(Base):
+    __tablename__ = "snippets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    title: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(32))
+    object_key: Mapped[str] = mapped_column(String(255), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[SnippetStatus] = mapped_column(
+        Enum(SnippetStatus, name="snippet_status", native_enum=False, length=16),
+        default=SnippetStatus.pending,
+        index=True,
+    )
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    task_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    chunks: Mapped[list[Chunk]] = relationship(
+        back_populates="snippet", cascade="all, delete-orphan", order_by="Chunk.ordinal"
+    )
+
+
+class Chunk(Base):
+    __tablename__ = "chunks"
+    __table_args__ = (UniqueConstraint("snippet_id", "ordinal"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # derived from content: see chunking
+    snippet_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("snippets.id", ondelete="CASCADE"), index=True
+    )
+    ordinal: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    start_line: Mapped[int] = mapped_column(Integer)
+    end_line: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+    snippet: Mapped[Snippet] = relationship(back_populates="chunks")
+
+
+class Question(Base):
+    __tablename__ = "questions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(100))
+    snippet_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("snippets.id", ondelete="SET NULL"), default=None
+    )
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    trace_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )

@@ -1,0 +1,213 @@
+"""All application settings, in one place.
+
+Every value comes from the environment, or from a file named by `<NAME>_FILE` (Docker and Swarm
+secrets), never from code. What is left unset selects the embedded mode: SQLite instead of
+PostgreSQL, eager tasks instead of Redis and Celery, Qdrant's local mode, a local object
+directory, an offline embedder and an extractive "LLM" — the same API on one process.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, computed_field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from coach import __version__
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "password", "secret", "admin"}
+LANGUAGES = (
+    "python", "javascript", "typescript", "go", "rust", "java", "kotlin", "c", "cpp", "csharp",
+    "ruby", "php", "swift", "scala", "shell", "sql", "html", "css", "yaml", "json", "markdown",
+    "text",
+)  # fmt: skip
+
+
+class FileEnvSource(PydanticBaseSettingsSource):
+    """`NAME_FILE=/run/secrets/x` supplies NAME from that file (trailing newline dropped).
+
+    Setting both NAME and NAME_FILE is an error, as in the official postgres image: silently
+    preferring one hides a misconfiguration.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = field_name.upper()
+        path = os.environ.get(f"{name}_FILE")
+        if not path:
+            return None, field_name, False
+        if os.environ.get(name):
+            raise ValueError(f"both {name} and {name}_FILE are set; set only one")
+        try:
+            return Path(path).read_text().rstrip("\r\n"), field_name, False
+        except OSError as exc:
+            raise ValueError(f"{name}_FILE={path}: {exc.strerror}") from exc
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    # Identity
+    environment: Literal["development", "test", "production"] = "development"
+    service_name: str = Field(default="coach-backend", description="Role: backend/worker/beat.")
+    version: str = Field(default=__version__, alias="APP_VERSION")
+
+    # PostgreSQL (unset host: embedded SQLite)
+    postgres_host: str | None = None
+    postgres_port: int = 5432
+    postgres_user: str = "coach"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_db: str = "coach"
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_connect_timeout: float = Field(default=3.0, gt=0)
+
+    # Redis: Celery broker and result backend (unset host: tasks run eagerly in-process)
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_password: SecretStr = SecretStr("")
+    redis_db: int = Field(default=0, ge=0, le=15)
+
+    # Qdrant (unset URL: local mode in data_dir)
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr = SecretStr("")
+    qdrant_collection: str = Field(default="snippet_chunks", pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+
+    # Object store: any S3 endpoint (MinIO, RustFS, AWS), or a local directory when unset
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "coach-snippets"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+
+    # Embeddings: offline hashing (default) or an OpenAI-compatible /v1/embeddings
+    embedding_provider: Literal["hashing", "openai"] = "hashing"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dim: int = Field(default=256, ge=8, le=4096)
+
+    # LLM: OpenAI-compatible chat completions, or offline extractive answers (no key set)
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout: float = Field(default=30.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_health_cache_seconds: float = Field(default=60.0, ge=0)
+
+    # Limits
+    max_snippet_bytes: int = Field(default=256 * 1024, ge=1024)
+    chunk_lines: int = Field(default=40, ge=5)
+    chunk_overlap: int = Field(default=8, ge=0)
+    question_retention_days: int = Field(default=90, ge=1)
+
+    # Worker
+    task_time_limit: int = Field(default=300, ge=10)
+    worker_heartbeat_file: Path = Path("/tmp/coach-worker.heartbeat")  # noqa: S108 - tmpfs by design
+
+    # Embedded-mode data (SQLite, Qdrant local files, objects)
+    data_dir: Path = Path(".state/embedded")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(env_settings, EnvSettingsSource)
+        return (init_settings, env_settings, FileEnvSource(settings_cls))
+
+    @field_validator("llm_base_url", "qdrant_url", "s3_endpoint_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment != "production":
+            return self
+        used = {
+            "POSTGRES_PASSWORD": (self.postgres_host, self.postgres_password),
+            "REDIS_PASSWORD": (self.redis_host, self.redis_password),
+            "S3_SECRET_ACCESS_KEY": (self.s3_endpoint_url, self.s3_secret_access_key),
+        }
+        weak = [
+            name
+            for name, (enabled, secret) in used.items()
+            if enabled and secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+        ]
+        if weak:
+            raise ValueError(
+                f"placeholder or empty secret(s) in production: {', '.join(weak)}; "
+                "generate real ones (`invoke secrets.generate`)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _chunking_makes_progress(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_lines:
+            raise ValueError("CHUNK_OVERLAP must be smaller than CHUNK_LINES")
+        return self
+
+    # Derived values
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def embedded(self) -> bool:
+        return self.postgres_host is None
+
+    @property
+    def database_url(self) -> str:
+        if self.postgres_host is None:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'coach.db'}"
+        from sqlalchemy.engine import URL  # noqa: PLC0415 - keep settings import light
+
+        return URL.create(
+            "postgresql+asyncpg",
+            username=self.postgres_user,
+            password=self.postgres_password.get_secret_value() or None,
+            host=self.postgres_host,
+            port=self.postgres_port,
+            database=self.postgres_db,
+        ).render_as_string(hide_password=False)
+
+    @property
+    def redis_url(self) -> str | None:
+        if self.redis_host is None:
+            return None
+        password = self.redis_password.get_secret_value()
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def llm_provider(self) -> Literal["openai", "extractive"]:
+        return "openai" if self.llm_base_url else "extractive"
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings for display: secrets shown as '**********' (or empty)."""
+        shown = self.model_dump(mode="json", by_alias=False)
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                shown[name] = "**********" if value.get_secret_value() else ""
+        return shown
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

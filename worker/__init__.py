@@ -1,0 +1,1 @@
+"""Celery worker and beat of the Code Learning Coach (the same image as the backend)."""

@@ -1,0 +1,112 @@
+"""Celery tasks: thin, named wrappers that open a runtime and call the core services."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import structlog
+from celery import Task
+from celery.exceptions import MaxRetriesExceededError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from coach import maintenance, snippets
+from coach.errors import NotFound, Unavailable
+from coach.llm import LLMError
+from coach.runtime import Runtime
+from coach.settings import get_settings
+from worker.celery_app import app
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+# Dependencies that come back by themselves: retry with backoff instead of failing the snippet.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    Unavailable,
+    OperationalError,
+    DBAPIError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run async core code in a fresh loop with a runtime of its own (no pooled connection
+    may outlive the loop that opened it; prefork children each get their own)."""
+
+    async def main() -> T:
+        rt = Runtime.create(get_settings(), pooled=False)
+        try:
+            return await work(rt)
+        finally:
+            await rt.close()
+
+    return asyncio.run(main())
+
+
+@app.task(name="coach.index_snippet", bind=True, max_retries=8)
+def index_snippet(self: Task, snippet_id: str) -> dict[str, Any]:
+    sid = uuid.UUID(snippet_id)
+    try:
+        chunks = run(lambda rt: snippets.index(rt, sid))
+    except NotFound:
+        log.warning("snippet vanished before indexing", snippet_id=snippet_id)
+        return {"snippet_id": snippet_id, "status": "missing"}
+    except TRANSIENT as exc:
+        try:
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60))
+        except MaxRetriesExceededError:
+            _fail(sid, f"gave up after {self.request.retries} retries: {exc}")
+            raise
+    except Exception as exc:
+        _fail(sid, f"{type(exc).__name__}: {exc}")
+        raise
+    return {"snippet_id": snippet_id, "status": "indexed", "chunks": chunks}
+
+
+def _fail(sid: uuid.UUID, message: str) -> None:
+    run(lambda rt: snippets.mark_failed(rt, sid, message))
+
+
+@app.task(name="coach.reindex", bind=True, max_retries=3)
+def reindex(self: Task) -> dict[str, Any]:
+    result = run(maintenance.reindex)
+    return {
+        "collection": result.collection,
+        "previous": result.previous,
+        "points": result.points,
+        "points_per_second": round(result.points_per_second, 1),
+    }
+
+
+@app.task(name="coach.cleanup")
+def cleanup(older_than_days: int | None = None) -> dict[str, Any]:
+    days = older_than_days or get_settings().question_retention_days
+    deleted = run(lambda rt: maintenance.purge_questions(rt, older_than_days=days))
+    return {"questions_deleted": deleted}
+
+
+@app.task(name="coach.llm_probe")
+def llm_probe() -> dict[str, Any]:
+    async def probe(rt: Runtime) -> str | None:
+        try:
+            await asyncio.to_thread(rt.llm.probe)
+        except LLMError as exc:
+            return str(exc)
+        return None
+
+    error = run(probe)
+    return {"available": error is None, "error": error}
+
+
+@app.task(name="coach.requeue_pending")
+def requeue_pending(older_than_s: float = 300) -> dict[str, Any]:
+    """Safety net: a snippet committed but never enqueued (crash in between) gets indexed."""
+    stale = run(lambda rt: snippets.stale_pending(rt, older_than_s=older_than_s))
+    for sid in stale:
+        task_id = str(index_snippet.delay(str(sid)).id)
+        run(partial(snippets.set_task, sid=sid, task_id=task_id))
+    return {"requeued": len(stale)}
