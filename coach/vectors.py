@@ -6,19 +6,17 @@ versioned, so a reindex builds a new one and swaps the alias atomically.
 
 from __future__ import annotations
 
-import threading
+import fcntl
 import time
 import uuid
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 
 from coach.settings import Settings
-
-_local_clients: dict[str, QdrantClient] = {}
-_local_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -29,52 +27,58 @@ class Hit:
     payload: dict[str, Any]
 
 
-def _client(settings: Settings) -> QdrantClient:
-    if settings.qdrant_url:
-        return QdrantClient(
-            url=settings.qdrant_url,
-            api_key=settings.qdrant_api_key.get_secret_value() or None,
-            timeout=10,
-            # Plain http inside the compose network; the key is still sent as a header.
-            https=settings.qdrant_url.startswith("https://"),
-        )
-    # Local mode locks its directory: one client per path per process, shared by threads.
-    path = str((settings.data_dir / "qdrant").resolve())
-    with _local_lock:
-        if path not in _local_clients:
-            _local_clients[path] = QdrantClient(path=path)
-        return _local_clients[path]
-
-
 class VectorStore:
     def __init__(self, settings: Settings) -> None:
         self.alias = settings.qdrant_collection
         self.dim = settings.embedding_dim
         self.kind = "server" if settings.qdrant_url else "local"
-        self.client = _client(settings)
-        # Local mode is not safe for concurrent use; a server is.
-        self._lock: AbstractContextManager[Any] = (
-            threading.Lock() if self.kind == "local" else nullcontext()
-        )
+        self._server: QdrantClient | None = None
+        if settings.qdrant_url:
+            self._server = QdrantClient(
+                url=settings.qdrant_url,
+                api_key=settings.qdrant_api_key.get_secret_value() or None,
+                timeout=10,
+                https=settings.qdrant_url.startswith("https://"),
+            )
+        self._path = (settings.data_dir / "qdrant").resolve()
+
+    @contextmanager
+    def _client(self) -> Iterator[QdrantClient]:
+        """A server client, or local mode opened for this one operation.
+
+        Local mode locks its directory for as long as a client is open, so the backend, the
+        worker and the tooling (separate processes in development) take turns under a file
+        lock instead of holding it. Production runs a Qdrant server, where none of this applies.
+        """
+        if self._server is not None:
+            yield self._server
+            return
+        self._path.mkdir(parents=True, exist_ok=True)
+        with (self._path.parent / "qdrant.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            client = QdrantClient(path=str(self._path))
+            try:
+                yield client
+            finally:
+                client.close()
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def new_collection_name(self) -> str:
         return f"{self.alias}_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
 
     def create_collection(self, name: str) -> None:
-        with self._lock:
-            self.client.create_collection(
+        with self._client() as client:
+            client.create_collection(
                 name,
                 vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
             )
             if self.kind == "server":  # local mode ignores payload indexes (and warns)
-                self.client.create_payload_index(
-                    name, "snippet_id", models.PayloadSchemaType.KEYWORD
-                )
+                client.create_payload_index(name, "snippet_id", models.PayloadSchemaType.KEYWORD)
 
     def target(self) -> str | None:
         """The physical collection the alias points at, if any."""
-        with self._lock:
-            for alias in self.client.get_aliases().aliases:
+        with self._client() as client:
+            for alias in client.get_aliases().aliases:
                 if alias.alias_name == self.alias:
                     return alias.collection_name
         return None
@@ -102,8 +106,8 @@ class VectorStore:
                 create_alias=models.CreateAlias(collection_name=name, alias_name=self.alias)
             )
         )
-        with self._lock:
-            self.client.update_collection_aliases(change_aliases_operations=actions)
+        with self._client() as client:
+            client.update_collection_aliases(change_aliases_operations=actions)
         return previous
 
     def upsert(
@@ -113,8 +117,8 @@ class VectorStore:
     ) -> None:
         if not points:
             return
-        with self._lock:
-            self.client.upsert(
+        with self._client() as client:
+            client.upsert(
                 collection or self.alias,
                 points=[
                     models.PointStruct(id=str(pid), vector=vec, payload=payload)
@@ -134,8 +138,8 @@ class VectorStore:
             ],
             must_not=must_not,
         )
-        with self._lock:
-            self.client.delete(
+        with self._client() as client:
+            client.delete(
                 self.alias, points_selector=models.FilterSelector(filter=selector), wait=True
             )
 
@@ -151,8 +155,8 @@ class VectorStore:
                     )
                 ]
             )
-        with self._lock:
-            result = self.client.query_points(
+        with self._client() as client:
+            result = client.query_points(
                 self.alias, query=vector, limit=top_k, query_filter=query_filter, with_payload=True
             )
         return [
@@ -166,17 +170,17 @@ class VectorStore:
         ]
 
     def count(self, collection: str | None = None) -> int:
-        with self._lock:
-            return self.client.count(collection or self.alias, exact=True).count
+        with self._client() as client:
+            return client.count(collection or self.alias, exact=True).count
 
     def drop(self, name: str) -> None:
-        with self._lock:
-            self.client.delete_collection(name)
+        with self._client() as client:
+            client.delete_collection(name)
 
     def collections(self) -> list[str]:
-        with self._lock:
-            return [c.name for c in self.client.get_collections().collections]
+        with self._client() as client:
+            return [c.name for c in client.get_collections().collections]
 
     def ping(self) -> None:
-        with self._lock:
-            self.client.get_collections()
+        with self._client() as client:
+            client.get_collections()
