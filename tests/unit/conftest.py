@@ -11,8 +11,14 @@ from fastapi.testclient import TestClient
 
 from coach.settings import get_settings
 
-EMBEDDED_ENV_KEYS = ("POSTGRES_HOST", "REDIS_HOST", "QDRANT_URL", "S3_ENDPOINT_URL",
-                     "LLM_BASE_URL", "EMBEDDING_PROVIDER")
+EMBEDDED_ENV_KEYS = (
+    "POSTGRES_HOST",
+    "REDIS_HOST",
+    "QDRANT_URL",
+    "S3_ENDPOINT_URL",
+    "LLM_BASE_URL",
+    "EMBEDDING_PROVIDER",
+)
 
 
 @pytest.fixture

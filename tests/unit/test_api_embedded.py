@@ -16,14 +16,18 @@ FIB = """def fibonacci(n):
         a, b = b, a + b
     return a
 """
-QUEUE = "\n".join(f"class Queue{i}:\n    def push(self, item):\n        self.items.append(item)\n"
-                  for i in range(30))
+QUEUE = "\n".join(
+    f"class Queue{i}:\n    def push(self, item):\n        self.items.append(item)\n"
+    for i in range(30)
+)
 
 
-def upload(client: TestClient, title: str = "fib", content: str = FIB,
-           language: str = "python") -> dict[str, Any]:
-    response = client.post("/api/v1/snippets",
-                           json={"title": title, "language": language, "content": content})
+def upload(
+    client: TestClient, title: str = "fib", content: str = FIB, language: str = "python"
+) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/snippets", json={"title": title, "language": language, "content": content}
+    )
     assert response.status_code == 202, response.text
     return dict(response.json())
 
@@ -39,8 +43,9 @@ def assert_error(response: Any, status: int, error: str) -> None:
 def state(client: TestClient, data_dir: Path) -> tuple[int, list[str]]:
     """What a bad request must not change: snippet rows and stored objects."""
     total = client.get("/api/v1/snippets").json()["total"]
-    objects = sorted(str(p.relative_to(data_dir)) for p in (data_dir / "objects").rglob("*")
-                     if p.is_file())
+    objects = sorted(
+        str(p.relative_to(data_dir)) for p in (data_dir / "objects").rglob("*") if p.is_file()
+    )
     return total, objects
 
 
@@ -52,8 +57,9 @@ def test_upload_is_indexed_and_the_coach_cites_it(client: TestClient) -> None:
     task = client.get(f"/api/v1/tasks/{accepted['task_id']}").json()
     assert task["state"] == "SUCCESS" and task["result"]["chunks"] == 1
 
-    answer = client.post("/api/v1/coach/ask",
-                         json={"question": "How is fibonacci computed?", "top_k": 3}).json()
+    answer = client.post(
+        "/api/v1/coach/ask", json={"question": "How is fibonacci computed?", "top_k": 3}
+    ).json()
     assert answer["model"] == "extractive-v1"
     assert answer["citations"][0]["snippet_id"] == accepted["id"]
     assert "a, b = b, a + b" in answer["answer"]
@@ -63,8 +69,10 @@ def test_upload_is_indexed_and_the_coach_cites_it(client: TestClient) -> None:
 def test_ask_scoped_to_one_snippet_cites_only_it(client: TestClient) -> None:
     fib = upload(client)
     queue = upload(client, title="queue", content=QUEUE)
-    answer = client.post("/api/v1/coach/ask", json={
-        "question": "how do I push an item?", "snippet_id": queue["id"], "top_k": 5}).json()
+    answer = client.post(
+        "/api/v1/coach/ask",
+        json={"question": "how do I push an item?", "snippet_id": queue["id"], "top_k": 5},
+    ).json()
     cited = {c["snippet_id"] for c in answer["citations"]}
     assert cited == {queue["id"]}, "a scoped question must not cite other snippets"
     assert fib["id"] not in cited
@@ -75,8 +83,11 @@ def test_ask_scoped_to_one_snippet_cites_only_it(client: TestClient) -> None:
 
 def test_multipart_upload_and_streamed_content_round_trip(client: TestClient) -> None:
     payload = ("// naïve π\n" + "int main() { return 0; }\n" * 200).encode()
-    response = client.post("/api/v1/snippets", data={"title": "main.c", "language": "c"},
-                           files={"file": ("main.c", payload, "text/x-c")})
+    response = client.post(
+        "/api/v1/snippets",
+        data={"title": "main.c", "language": "c"},
+        files={"file": ("main.c", payload, "text/x-c")},
+    )
     assert response.status_code == 202, response.text
     sid = response.json()["id"]
     content = client.get(f"/api/v1/snippets/{sid}/content")
@@ -93,31 +104,73 @@ def test_listing_is_paginated_newest_first(client: TestClient) -> None:
     assert [s["id"] for s in first["items"] + second["items"]] == ids[::-1]
 
 
-@pytest.mark.parametrize(("request_kwargs", "status", "error"), [
-    ({"json": {"title": "big", "language": "python", "content": "x" * (64 * 1024 + 1)}},
-     413, "PayloadTooLarge"),
-    ({"json": {"title": "bin", "language": "python", "content": "a\x00b"}}, 422, "InvalidInput"),
-    ({"json": {"title": "cobol", "language": "cobol", "content": "x"}}, 422, "InvalidInput"),
-    ({"json": {"title": "", "language": "python", "content": "x"}}, 422, "InvalidInput"),
-    ({"json": {"title": "blank", "language": "python", "content": "   \n"}}, 422,
-     "InvalidInput"),
-    ({"json": {"title": "extra", "language": "python", "content": "x", "admin": True}}, 422,
-     "InvalidInput"),
-    ({"content": b'{"title": "x", "language": ', "headers": {"content-type":
-                                                              "application/json"}},
-     422, "InvalidInput"),
-    ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 422, "InvalidInput"),
-    ({"data": {"title": "latin1", "language": "c"},
-      "files": {"file": ("x.c", "caf\xe9".encode("latin-1"), "text/plain")}}, 422,
-     "InvalidInput"),
-    ({"data": {"title": "png", "language": "c"},
-      "files": {"file": ("x.png", b"\x89PNG\r\n\x1a\n\x00\x00", "image/png")}}, 422,
-     "InvalidInput"),
-], ids=["oversize", "nul-bytes", "unknown-language", "empty-title", "blank-content",
-        "unknown-field", "malformed-json", "wrong-content-type", "not-utf8", "binary-file"])
-def test_bad_uploads_are_4xx_and_change_nothing(client: TestClient, embedded_env: Path,
-                                                request_kwargs: dict[str, Any], status: int,
-                                                error: str) -> None:
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "error"),
+    [
+        (
+            {"json": {"title": "big", "language": "python", "content": "x" * (64 * 1024 + 1)}},
+            413,
+            "PayloadTooLarge",
+        ),
+        (
+            {"json": {"title": "bin", "language": "python", "content": "a\x00b"}},
+            422,
+            "InvalidInput",
+        ),
+        ({"json": {"title": "cobol", "language": "cobol", "content": "x"}}, 422, "InvalidInput"),
+        ({"json": {"title": "", "language": "python", "content": "x"}}, 422, "InvalidInput"),
+        (
+            {"json": {"title": "blank", "language": "python", "content": "   \n"}},
+            422,
+            "InvalidInput",
+        ),
+        (
+            {"json": {"title": "extra", "language": "python", "content": "x", "admin": True}},
+            422,
+            "InvalidInput",
+        ),
+        (
+            {
+                "content": b'{"title": "x", "language": ',
+                "headers": {"content-type": "application/json"},
+            },
+            422,
+            "InvalidInput",
+        ),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 422, "InvalidInput"),
+        (
+            {
+                "data": {"title": "latin1", "language": "c"},
+                "files": {"file": ("x.c", "caf\xe9".encode("latin-1"), "text/plain")},
+            },
+            422,
+            "InvalidInput",
+        ),
+        (
+            {
+                "data": {"title": "png", "language": "c"},
+                "files": {"file": ("x.png", b"\x89PNG\r\n\x1a\n\x00\x00", "image/png")},
+            },
+            422,
+            "InvalidInput",
+        ),
+    ],
+    ids=[
+        "oversize",
+        "nul-bytes",
+        "unknown-language",
+        "empty-title",
+        "blank-content",
+        "unknown-field",
+        "malformed-json",
+        "wrong-content-type",
+        "not-utf8",
+        "binary-file",
+    ],
+)
+def test_bad_uploads_are_4xx_and_change_nothing(
+    client: TestClient, embedded_env: Path, request_kwargs: dict[str, Any], status: int, error: str
+) -> None:
     upload(client)
     before = state(client, embedded_env)
     response = client.post("/api/v1/snippets", **request_kwargs)
@@ -125,27 +178,33 @@ def test_bad_uploads_are_4xx_and_change_nothing(client: TestClient, embedded_env
     assert state(client, embedded_env) == before
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    ({"question": ""}, 422),
-    ({"question": "   "}, 422),
-    ({"question": "x" * 2001}, 422),
-    ({"question": "q", "top_k": 0}, 422),
-    ({"question": "q", "top_k": 21}, 422),
-    ({"question": "q", "snippet_id": "not-a-uuid"}, 422),
-    ({"question": "q", "snippet_id": str(uuid.uuid4())}, 404),
-], ids=["empty", "blank", "too-long", "top-k-0", "top-k-21", "bad-snippet-id",
-        "unknown-snippet"])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"question": ""}, 422),
+        ({"question": "   "}, 422),
+        ({"question": "x" * 2001}, 422),
+        ({"question": "q", "top_k": 0}, 422),
+        ({"question": "q", "top_k": 21}, 422),
+        ({"question": "q", "snippet_id": "not-a-uuid"}, 422),
+        ({"question": "q", "snippet_id": str(uuid.uuid4())}, 404),
+    ],
+    ids=["empty", "blank", "too-long", "top-k-0", "top-k-21", "bad-snippet-id", "unknown-snippet"],
+)
 def test_bad_questions_are_4xx(client: TestClient, body: dict[str, Any], status: int) -> None:
     response = client.post("/api/v1/coach/ask", json=body)
     assert_error(response, status, "NotFound" if status == 404 else "InvalidInput")
 
 
-@pytest.mark.parametrize("path", [
-    f"/api/v1/snippets/{uuid.uuid4()}",
-    f"/api/v1/snippets/{uuid.uuid4()}/content",
-    f"/api/v1/tasks/{uuid.uuid4()}",
-    "/api/v1/nowhere",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/v1/snippets/{uuid.uuid4()}",
+        f"/api/v1/snippets/{uuid.uuid4()}/content",
+        f"/api/v1/tasks/{uuid.uuid4()}",
+        "/api/v1/nowhere",
+    ],
+)
 def test_unknown_ids_are_404(client: TestClient, path: str) -> None:
     assert_error(client.get(path), 404, "NotFound")
 

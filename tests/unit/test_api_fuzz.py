@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -21,12 +22,16 @@ from backend.app import create_app  # noqa: E402
 from coach.settings import Settings  # noqa: E402
 
 schema = schemathesis.openapi.from_asgi(
-    "/api/v1/openapi.json", create_app(Settings(data_dir=_DATA))  # type: ignore[arg-type]
+    "/api/v1/openapi.json",
+    create_app(Settings(data_dir=_DATA)),  # type: ignore[arg-type]
 )
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-def test_no_server_errors(case: schemathesis.Case) -> None:
-    case.call_and_validate(checks=(not_a_server_error, response_schema_conformance))
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_no_server_errors(case: schemathesis.Case[Any]) -> None:
+    case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])

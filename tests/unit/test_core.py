@@ -36,16 +36,25 @@ def test_blank_windows_produce_no_chunk() -> None:
 
 def test_tokens_split_identifiers() -> None:
     assert tokens("parseHttpRequest(max_size)") == [
-        "parsehttprequest", "parse", "http", "request", "max_size", "max", "size"]
+        "parsehttprequest",
+        "parse",
+        "http",
+        "request",
+        "max_size",
+        "max",
+        "size",
+    ]
 
 
 def test_hashing_embedder_is_deterministic_normalised_and_meaningful() -> None:
     embedder = HashingEmbedder(256)
-    code, related, unrelated = embedder.embed([
-        "def fibonacci(n): a, b = b, a + b",
-        "how does fibonacci work",
-        "SELECT name FROM customers WHERE country = 'NZ'",
-    ])
+    code, related, unrelated = embedder.embed(
+        [
+            "def fibonacci(n): a, b = b, a + b",
+            "how does fibonacci work",
+            "SELECT name FROM customers WHERE country = 'NZ'",
+        ]
+    )
     assert embedder.embed(["def fibonacci(n): a, b = b, a + b"])[0] == code
     assert math.isclose(sum(v * v for v in code), 1.0)
 
@@ -60,8 +69,10 @@ def test_reliability_settings_follow_celery_advice() -> None:
     config = celery_config(Settings(redis_host="redis", task_time_limit=300))
     assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
     assert config["worker_prefetch_multiplier"] == 1
-    timeouts = {config["broker_transport_options"]["visibility_timeout"],
-                config["result_backend_transport_options"]["visibility_timeout"]}
+    timeouts = {
+        config["broker_transport_options"]["visibility_timeout"],
+        config["result_backend_transport_options"]["visibility_timeout"],
+    }
     assert timeouts == {660}, "one visibility timeout, longer than the longest task"
     assert config["broker_url"] == "redis://redis:6379/0"
 
@@ -71,5 +82,5 @@ def test_beat_schedule_entries_are_crontabs_that_expire_and_name_real_tasks() ->
     assert schedule, "an empty schedule fails silently"
     for name, entry in schedule.items():
         assert isinstance(entry["schedule"], crontab), name
-        assert 0 < entry["options"]["expires"], name
+        assert entry["options"]["expires"] > 0, name
         assert entry["task"] in app.tasks, f"{name} names unknown task {entry['task']}"
