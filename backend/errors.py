@@ -5,6 +5,7 @@ does can produce a 500 (those are bugs, and still answer in the same shape)."""
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 import structlog
@@ -68,8 +69,27 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _which_dependency(exc: BaseException) -> str:
+    """Name the dependency behind a connection error; drivers raise bare OSErrors too, so the
+    traceback's modules tell which client failed."""
+    if isinstance(exc, DBAPIError):
+        return "database"
+    if isinstance(exc, BrokerError | RedisConnectionError | RedisTimeoutError):
+        return "redis"
+    files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    for marker, name in (
+        ("asyncpg", "database"),
+        ("sqlalchemy", "database"),
+        ("redis", "redis"),
+        ("kombu", "redis"),
+    ):
+        if any(f"/{marker}/" in f for f in files):
+            return name
+    return "a dependency"
+
+
 async def dependency_down(request: Request, exc: Exception) -> JSONResponse:
-    which = "database" if isinstance(exc, DBAPIError) else "redis"
+    which = _which_dependency(exc)
     log.warning("dependency unavailable", dependency=which, error=str(exc)[:300])
     return _respond(
         request, 503, "Unavailable", f"{which} is unavailable; retry shortly", {"Retry-After": "5"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any, cast
 
 import obstore
@@ -29,12 +30,17 @@ class ObjectStore:
                     "timeout": "30s",
                     "connect_timeout": "3s",
                 },
+                # Few, quick retries: an outage should surface as a 503, not a stalled request.
                 retry_config=cast(
                     Any,
                     {
                         "max_retries": 2,
-                        "backoff": {"init_backoff": 0.1, "max_backoff": 2, "base": 2},
-                        "retry_timeout": 10,
+                        "backoff": {
+                            "init_backoff": timedelta(milliseconds=100),
+                            "max_backoff": timedelta(seconds=2),
+                            "base": 2,
+                        },
+                        "retry_timeout": timedelta(seconds=10),
                     },
                 ),
             )

@@ -58,8 +58,9 @@ def pull(image: ImageRef, settings: OpsSettings) -> tuple[bool, str]:
     except subprocess.TimeoutExpired:
         return False, f"no answer within {settings.pull_timeout:.0f}s"
     if done.returncode != 0:
-        lines = (done.stderr or "pull failed").strip().splitlines()
-        return False, lines[-1][:160]
+        last = (done.stderr or "pull failed").strip().splitlines()[-1]
+        # Keep the cause, not the daemon's full URL chatter: "...: no such host".
+        return False, last.rsplit(": ", 1)[-1][:120]
     if remote != str(image):
         run(["docker", "tag", remote, str(image)], quiet=True)
         return True, f"via {remote.split('/')[0]}"

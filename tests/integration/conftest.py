@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests.support.containers import image_or_skip
+from tests.support.stack import VARIANTS, Stack, stack
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -11,3 +16,17 @@ def _engine(docker_host: None) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def app_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, _engine: None
+) -> Iterator[Stack]:
+    """The application against real PostgreSQL and Redis; the id says which vector and object
+    stores (see tests/support/stack.py)."""
+    variant = str(request.param)
+    if variant == "upstream-images":
+        for var in ("QDRANT_IMAGE", "MINIO_IMAGE"):
+            image_or_skip(var)
+    with stack(variant, tmp_path_factory.mktemp(variant)) as running_stack:
+        yield running_stack
