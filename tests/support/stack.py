@@ -60,7 +60,7 @@ class Stack:
         def done() -> bool:
             result.update(self.snippet(sid))
             assert result["status"] != "failed", result
-            return result["status"] == "indexed"
+            return bool(result["status"] == "indexed")
 
         processes.wait_until(done, seconds=seconds, what=f"snippet {sid} indexed", interval=0.5)
         return result
