@@ -67,11 +67,11 @@ def ensure() -> EngineReport:
     """Idempotent: leaves a working engine and Compose plugin, or raises HostError."""
     report = EngineReport()
     if shutil.which("docker") is None:
-        apt_install(["docker.io"], why="the Docker CLI and engine")
+        apt_install(["docker.io"], why="Running containers")
         report.did("installed docker.io (engine and CLI) from Debian")
     if not engine_answers():
         if shutil.which("dockerd") is None:
-            apt_install(["docker.io"], why="the Docker engine")
+            apt_install(["docker.io"], why="Running containers")
             report.did("installed docker.io (engine) from Debian")
         if not engine_answers():  # the package's own service start may have done it already
             pid = _start_dockerd()

@@ -45,7 +45,10 @@ def apt_install(packages: list[str], *, why: str) -> None:
     global _apt_updated  # noqa: PLW0603 - one `apt-get update` per process is enough
     reason = can_apt_install()
     if reason is not None:
-        raise HostError(f"{why} needs {' '.join(packages)}, but {reason}. Install them yourself.")
+        raise HostError(
+            f"{why} needs the Debian package(s) {' '.join(packages)}, which cannot be "
+            f"installed here: {reason}. Install the equivalent yourself."
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     say(f"installing {' '.join(packages)} ({why})")
     if not _apt_updated:

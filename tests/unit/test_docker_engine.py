@@ -20,8 +20,8 @@ def test_without_root_or_apt_the_user_is_told_what_to_install(
     monkeypatch.setattr("ops.host.os.geteuid", lambda: 1000)
     with pytest.raises(
         host.HostError,
-        match=r"needs docker\.io, but installing packages needs "
-        r"root.*Install them yourself",
+        match=r"needs the Debian package\(s\) docker\.io, which cannot be installed here: "
+        r"installing packages needs root.*Install the equivalent yourself",
     ):
         docker_engine.ensure()
 
