@@ -66,6 +66,10 @@ def make_celery(settings: Settings) -> Celery:
     from worker.schedule import beat_schedule  # noqa: PLC0415 - schedule reads the tasks' names
 
     app.conf.beat_schedule = beat_schedule(settings)
+    app.conf.beat_scheduler = "worker.beat:SingleBeatScheduler"
+    from worker.heartbeat import ConsumerHeartbeat  # noqa: PLC0415
+
+    app.steps["consumer"].add(ConsumerHeartbeat)
     return app
 
 
