@@ -1,5 +1,5 @@
-"""up: the main job — provision Docker, resolve every image, start the stack (or, where no
-Docker engine can be had, the embedded single-process app)."""
+"""up, down, ps, logs, build: the compose stack. `up` is the main job: provision Docker,
+resolve every image, start the stack and report; without Docker, the embedded app."""
 
 from __future__ import annotations
 
@@ -7,24 +7,40 @@ from invoke import Context, task
 from invoke.exceptions import Exit
 
 from ops import docker_engine, embedded
+from ops import stack as stacks
+from ops.compose import Env, Project
+from ops.console import megabytes, table
 from ops.host import HostError
-from ops.images.resolve import resolve, write_env
-from ops.paths import COMPOSE_DIR, STATE_DIR
+from ops.images.bake import image_size
 from ops.tasks._util import exits_cleanly
-from ops.tasks.images import print_resolved
+
+
+def _env(prod: bool) -> Env:
+    return "prod" if prod else "dev"
 
 
 @task(
     name="up",
+    iterable=["profile"],
     help={
+        "prod": "Production: docker-compose.prod.yml instead of the development override.",
+        "profile": "Compose profile to include (repeatable), e.g. observability.",
         "embedded": "Skip Docker: run the whole app in one process (SQLite, local stores).",
         "port": "Port of the embedded app (default 8000).",
+        "no_build": "Do not rebuild the application image first.",
     },
 )
 @exits_cleanly
-def up(c: Context, embedded_: bool = False, port: int = 8000) -> None:
-    """Provision Docker, resolve images (local → pull → bake), start the stack; without
-    Docker, start the embedded app instead."""
+def up(  # noqa: PLR0917 - one parameter per CLI flag
+    c: Context,
+    prod: bool = False,
+    profile: list[str] | None = None,
+    embedded_: bool = False,
+    port: int = 8000,
+    no_build: bool = False,
+) -> None:
+    """Start the stack and wait until every service is healthy; print each service's state,
+    health, image and where the image came from. Without Docker: the embedded app."""
     if not embedded_:
         try:
             print(docker_engine.ensure().summary())
@@ -37,13 +53,61 @@ def up(c: Context, embedded_: bool = False, port: int = 8000) -> None:
             embedded_ = True
     if embedded_:
         raise Exit(code=embedded.serve(port=port))
-    resolved = resolve()
-    env_file = write_env(resolved)
-    print_resolved(resolved)
-    print(f"\ncompose env file: {env_file.relative_to(STATE_DIR.parent)}")
-    if not (COMPOSE_DIR / "docker-compose.yml").exists():
-        print(
-            "The compose stack itself is not in this revision yet (issue #4): the engine is "
-            "up and every image the stack will run is resolved above. `invoke up "
-            "--embedded` runs the application now."
-        )
+    result = stacks.up(_env(prod), tuple(profile or ()), build=not no_build)
+    _print_status(result.project, result)
+    print(f"\n{'all services healthy' if result.ok else 'FAILED'} after {result.seconds:.0f}s")
+    for note in result.notes:
+        print(f"note: {note}")
+    if not result.ok:
+        for service, detail in result.failed.items():
+            print(f"\n--- {service}: {detail}")
+        raise Exit(f"unhealthy: {', '.join(result.failed)}", code=1)
+
+
+def _print_status(project: Project, result: stacks.UpResult) -> None:
+    rows = stacks.status_rows(project, result.resolved, result.left_out)
+    sized = []
+    for row in rows:
+        service, state, health, image, source, ports = row
+        size = megabytes(image_size(image)) if state != "skipped" and image else "-"
+        sized.append((service, state, health, image, source, size, ports))
+    print(table(["service", "state", "health", "image", "source", "size", "ports / note"], sized))
+
+
+@task(help={"prod": "The production project.", "volumes": "Also delete volumes (dev data!)."})
+@exits_cleanly
+def down(c: Context, prod: bool = False, volumes: bool = False) -> None:
+    """Stop and remove the stack's containers (production data volumes always survive)."""
+    stacks.down(_env(prod), volumes=volumes)
+
+
+@task(help={"prod": "The production project."})
+@exits_cleanly
+def ps(c: Context, prod: bool = False) -> None:
+    """Show the stack's containers with state and health."""
+    Project(_env(prod)).run("ps", "--all")
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": "Only these services (repeatable).",
+        "prod": "The production project.",
+        "follow": "Keep following the logs.",
+    },
+)
+@exits_cleanly
+def logs(
+    c: Context, service: list[str] | None = None, prod: bool = False, follow: bool = False
+) -> None:
+    """Show the stack's logs (JSON lines from the app, nginx and the data services)."""
+    args = ["logs", "--no-color", "--tail", "200"] + (["--follow"] if follow else [])
+    Project(_env(prod)).run(*args, *(service or []))
+
+
+@task(help={"prod": "Build with the production file set (the same image)."})
+@exits_cleanly
+def build(c: Context, prod: bool = False) -> None:
+    """Build the application image (one image for backend, worker, beat and migrate)."""
+    project, *_ = stacks.prepare(_env(prod))
+    project.run("build", "backend")

@@ -1,0 +1,72 @@
+# One image for the backend, the Celery worker and beat, and the migrate step: the role is the
+# command. Builder: a virtual environment from uv.lock (runtime dependencies only, their layer
+# before the source). Runtime: that venv and the source, non-root, no compilers, read-only root.
+#
+# PYTHON_IMAGE is the pinned official python image, or its Debian-built stand-in from
+# `invoke images.bake`; both offer python3 with venv/ensurepip under /usr/local/bin.
+ARG PYTHON_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ARG UV_VERSION=0.13.9
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON=/usr/local/bin/python3 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# An extra CA bundle (TLS-intercepting proxies, or hosts whose PyPI access needs the host's
+# trust store) arrives as a BuildKit secret: present during these RUN steps, in no layer.
+SHELL ["/bin/sh", "-eu", "-c"]
+RUN --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi; \
+    python3 -m venv /opt/uv; \
+    /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
+
+WORKDIR /src
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export SSL_CERT_FILE=/run/secrets/build_ca; fi; \
+    /opt/uv/bin/uv sync --frozen --no-dev --no-install-project
+
+COPY coach ./coach
+COPY backend ./backend
+COPY worker ./worker
+RUN python3 -m compileall -q coach backend worker
+
+
+FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://example.invalid/code-learning-coach
+LABEL org.opencontainers.image.title="code-learning-coach" \
+      org.opencontainers.image.description="Code Learning Coach: API, Celery worker and beat" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
+
+# A fixed uid/gid so volume ownership is predictable across rebuilds and hosts.
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin app
+
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder --chown=root:root /src/coach /app/coach
+COPY --from=builder --chown=root:root /src/backend /app/backend
+COPY --from=builder --chown=root:root /src/worker /app/worker
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    APP_VERSION=${VERSION} \
+    DATA_DIR=/tmp/coach \
+    WORKER_HEARTBEAT_FILE=/tmp/coach-heartbeat
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8000
+
+# Exec form and stdlib only: no curl in the image, no shell needed.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-m", "coach.probe", "http://127.0.0.1:8000/health/live"]
+CMD ["gunicorn", "--config", "backend/gunicorn.conf.py", "backend.app:app"]

@@ -1,0 +1,19 @@
+"""Gunicorn settings for the backend: uvicorn workers, sizes from the environment."""
+
+from __future__ import annotations
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+worker_class = "uvicorn_worker.UvicornWorker"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = 20
+keepalive = 5
+# Recycle workers now and then: bounded memory growth, jittered so they do not restart at once.
+max_requests = 2000
+max_requests_jitter = 200
+worker_tmp_dir = "/dev/shm"  # noqa: S108 - heartbeat files off the (read-only) root filesystem
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = "*"  # behind nginx on a private network

@@ -1,0 +1,160 @@
+"""Bringing the compose stack up and reporting on it: what `invoke up` does, callable by tests."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ops import compose, secrets
+from ops.compose import Env, Project
+from ops.console import CommandError, run, say
+from ops.images.resolve import Resolved, resolve, write_env
+
+# Services that run once and exit 0; everything else must be running and healthy.
+ONE_SHOT = {"migrate", "minio-init"}
+
+
+@dataclass
+class UpResult:
+    project: Project
+    resolved: list[Resolved]
+    left_out: list[str]
+    notes: list[str]
+    seconds: float
+    failed: dict[str, str] = field(default_factory=dict)  # service -> last log lines
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def prepare(
+    env: Env, profiles: tuple[str, ...] = ()
+) -> tuple[Project, list[Resolved], list[str], list[str]]:
+    """Secrets, images and the fallback override: everything before `compose up`."""
+    project = Project(env, profiles)
+    secret_dir = secrets.directory(env)
+    if env == "dev":
+        created = [w.name for w in secrets.generate("dev") if w.action == "created"]
+        if created:
+            say(f"generated development secrets: {', '.join(created)}")
+    elif not secret_dir.is_dir() and "SECRETS_DIR" not in project.environ():
+        raise ValueError(
+            f"no production secrets in {secret_dir}: run "
+            "`invoke secrets.generate --env prod` (or set SECRETS_DIR)"
+        )
+    resolved = resolve()
+    write_env(resolved)
+    left_out, notes = compose.write_fallback(resolved)
+    return project, resolved, left_out, notes
+
+
+def up(
+    env: Env = "dev", profiles: tuple[str, ...] = (), *, build: bool = True, wait_timeout: int = 300
+) -> UpResult:
+    started = time.monotonic()
+    project, resolved, left_out, notes = prepare(env, profiles)
+    for note in notes:
+        say(note)
+    wanted = [s for s in project.services() if s not in left_out]
+    if env == "prod":
+        _external_volumes(project)
+    if build:
+        project.run("build", "backend")
+    result = UpResult(project, resolved, left_out, notes, 0.0)
+    with contextlib.suppress(CommandError):  # the status below names what failed
+        project.run(
+            "up",
+            "--detach",
+            "--wait",
+            "--wait-timeout",
+            str(wait_timeout),
+            "--remove-orphans",
+            *wanted,
+        )
+    result.seconds = time.monotonic() - started
+    result.failed = unhealthy(project, wanted)
+    return result
+
+
+def unhealthy(project: Project, wanted: list[str]) -> dict[str, str]:
+    failed: dict[str, str] = {}
+    by_service = {row["Service"]: row for row in project.ps()}
+    for service in wanted:
+        row = by_service.get(service)
+        if row is None:
+            problem = "not created"
+        elif service in ONE_SHOT:
+            problem = (
+                ""
+                if row.get("State") == "exited" and row.get("ExitCode") == 0
+                else f"{row.get('State')} (exit {row.get('ExitCode')})"
+            )
+        elif row.get("State") != "running" or row.get("Health") not in ("healthy", ""):
+            problem = f"{row.get('State')}/{row.get('Health') or 'no healthcheck'}"
+        else:
+            problem = ""
+        if problem:
+            logs = project.run(
+                "logs", "--no-color", "--tail", "20", service, capture=True, check=False, quiet=True
+            ).stdout
+            failed[service] = f"{problem}\n{logs}"
+    return failed
+
+
+def status_rows(
+    project: Project, resolved: list[Resolved], left_out: list[str]
+) -> list[tuple[str, ...]]:
+    """service, state, health, image, source, ports — one row per service, left-out ones too."""
+    config: dict[str, Any] = project.config()
+    source_of = {r.ref: r.source for r in resolved}
+    source_of.update({str(r.pinned): r.source for r in resolved})
+    by_service = {row["Service"]: row for row in project.ps()}
+    rows: list[tuple[str, ...]] = []
+    for service, spec in sorted(config.get("services", {}).items()):
+        image = str(spec.get("image", ""))
+        row = by_service.get(service)
+        if service in left_out:
+            reason = next((r for r in resolved if r.ref == image or str(r.pinned) == image), None)
+            rows.append(
+                (
+                    service,
+                    "skipped",
+                    "-",
+                    image,
+                    "unavailable",
+                    f"image unobtainable here ({reason.detail if reason else 'n/a'})",
+                )
+            )
+            continue
+        state = row.get("State", "") if row else "absent"
+        if row and service in ONE_SHOT and state == "exited":
+            state = f"exited {row.get('ExitCode')}"
+        health = (row.get("Health") or "-") if row else "-"
+        ports = (
+            ", ".join(
+                f"{p['URL']}:{p['PublishedPort']}->{p['TargetPort']}"
+                for p in (row.get("Publishers") or [])
+                if row and p.get("PublishedPort")
+            )
+            if row
+            else ""
+        )
+        source = "built" if "build" in spec else source_of.get(image, "?")
+        rows.append((service, state, health, image, source, ports))
+    return rows
+
+
+def _external_volumes(project: Project) -> None:
+    """Production data volumes live outside the project, so `down -v` cannot delete them."""
+    for volume in project.config().get("volumes", {}).values():
+        if volume.get("external"):
+            run(["docker", "volume", "create", volume["name"]], capture=True, quiet=True)
+
+
+def down(env: Env = "dev", *, volumes: bool = False) -> None:
+    project = Project(env)
+    args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
+    project.run(*args)
