@@ -46,9 +46,11 @@ LABEL org.opencontainers.image.title="code-learning-coach" \
       org.opencontainers.image.source="${SOURCE}"
 
 # A fixed uid/gid so volume ownership is predictable across rebuilds and hosts.
+# The volume mount points exist, owned by the app user, so new named volumes inherit that.
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin app
+      --shell /usr/sbin/nologin app \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/coach /var/lib/beat
 
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder --chown=root:root /src/coach /app/coach
