@@ -28,8 +28,9 @@ from ops.images.resolve import Resolved, resolve
 
 LABEL = "org.coach.test"
 RUN_LABEL = "org.coach.test.run"
+PID_LABEL = "org.coach.test.pid"
 RUN_ID = uuid.uuid4().hex[:12]
-LABELS = {LABEL: "1", RUN_LABEL: RUN_ID}
+LABELS = {LABEL: "1", RUN_LABEL: RUN_ID, PID_LABEL: str(os.getpid())}
 
 
 @cache
@@ -76,21 +77,32 @@ def running(c: DockerContainer) -> Iterator[DockerContainer]:
         c.stop(force=True, delete_volume=True)
 
 
+def _orphaned(labels: dict[str, str], run_id: str | None) -> bool:
+    """This run's own resources, or those of a test run whose process is gone. Resources of a
+    test session still running (in another terminal, or a parallel CI job) are left alone."""
+    if run_id is not None:
+        return labels.get(RUN_LABEL) == run_id
+    pid = labels.get(PID_LABEL, "")
+    return not (pid.isdigit() and os.path.exists(f"/proc/{pid}"))  # noqa: PTH110
+
+
 def sweep(run_id: str | None = None) -> int:
-    """Remove labelled containers, networks and volumes: all runs', or one run's."""
-    selector = f"{RUN_LABEL}={run_id}" if run_id else LABEL
+    """Remove labelled containers, networks and volumes: this run's, or orphans of dead runs."""
     client = docker.from_env()
     removed = 0
     try:
-        for item in client.containers.list(all=True, filters={"label": selector}):
-            item.remove(force=True, v=True)
-            removed += 1
-        for net in client.networks.list(filters={"label": selector}):
-            net.remove()
-            removed += 1
-        for volume in client.volumes.list(filters={"label": selector}):
-            volume.remove(force=True)
-            removed += 1
+        for item in client.containers.list(all=True, filters={"label": LABEL}):
+            if _orphaned(item.labels, run_id):
+                item.remove(force=True, v=True)
+                removed += 1
+        for net in client.networks.list(filters={"label": LABEL}):
+            if _orphaned(net.attrs.get("Labels") or {}, run_id):
+                net.remove()
+                removed += 1
+        for volume in client.volumes.list(filters={"label": LABEL}):
+            if _orphaned(volume.attrs.get("Labels") or {}, run_id):
+                volume.remove(force=True)
+                removed += 1
     finally:
         client.close()
     return removed
