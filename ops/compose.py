@@ -36,10 +36,13 @@ APP_SERVICES = ("migrate", "backend", "celery-worker", "celery-beat")
 class Project:
     env: Env
     profiles: tuple[str, ...] = ()
+    # Tests run their own project beside a developer's, with their own ports and volumes.
+    project_name: str | None = None
+    overrides: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
-        return "coach" if self.env == "dev" else "coach-prod"
+        return self.project_name or ("coach" if self.env == "dev" else "coach-prod")
 
     def files(self) -> list[Path]:
         second = "docker-compose.override.yml" if self.env == "dev" else "docker-compose.prod.yml"
@@ -68,7 +71,7 @@ class Project:
         return [*argv, *args]
 
     def environ(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(os.environ) | dict(self.overrides)
         env.setdefault("SECRETS_DIR", str(COMPOSE_DIR / "secrets" / self.env))
         env.setdefault("BUILD_CA_FILE", str(build_ca_file()))
         env.setdefault("APP_REVISION", _git_revision())

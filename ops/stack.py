@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ops import compose, secrets
-from ops.compose import Env, Project
+from ops.compose import Project
 from ops.console import CommandError, run, say
 from ops.images.resolve import Resolved, resolve, write_env
 
@@ -30,13 +30,11 @@ class UpResult:
         return not self.failed
 
 
-def prepare(
-    env: Env, profiles: tuple[str, ...] = ()
-) -> tuple[Project, list[Resolved], list[str], list[str]]:
-    """Secrets, images and the fallback override: everything before `compose up`."""
-    project = Project(env, profiles)
-    secret_dir = secrets.directory(env)
-    if env == "dev":
+def prepare(project: Project) -> tuple[list[Resolved], list[str], list[str]]:
+    """Secrets, images and the fallback override: everything before `compose up`.
+    Returns (resolved images, services left out, notes)."""
+    secret_dir = secrets.directory(project.env)
+    if project.env == "dev":
         created = [w.name for w in secrets.generate("dev") if w.action == "created"]
         if created:
             say(f"generated development secrets: {', '.join(created)}")
@@ -48,18 +46,17 @@ def prepare(
     resolved = resolve()
     write_env(resolved)
     left_out, notes = compose.write_fallback(resolved)
-    return project, resolved, left_out, notes
+    return resolved, left_out, notes
 
 
-def up(
-    env: Env = "dev", profiles: tuple[str, ...] = (), *, build: bool = True, wait_timeout: int = 300
-) -> UpResult:
+def up(project: Project, *, build: bool = True, wait_timeout: int = 300) -> UpResult:
+    """Build, start and wait; the result names every service that did not get healthy."""
     started = time.monotonic()
-    project, resolved, left_out, notes = prepare(env, profiles)
+    resolved, left_out, notes = prepare(project)
     for note in notes:
         say(note)
     wanted = [s for s in project.services() if s not in left_out]
-    if env == "prod":
+    if project.env == "prod":
         _external_volumes(project)
     if build:
         project.run("build", "backend")
@@ -154,7 +151,6 @@ def _external_volumes(project: Project) -> None:
             run(["docker", "volume", "create", volume["name"]], capture=True, quiet=True)
 
 
-def down(env: Env = "dev", *, volumes: bool = False) -> None:
-    project = Project(env)
+def down(project: Project, *, volumes: bool = False) -> None:
     args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
     project.run(*args)

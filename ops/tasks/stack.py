@@ -53,7 +53,7 @@ def up(  # noqa: PLR0917 - one parameter per CLI flag
             embedded_ = True
     if embedded_:
         raise Exit(code=embedded.serve(port=port))
-    result = stacks.up(_env(prod), tuple(profile or ()), build=not no_build)
+    result = stacks.up(Project(_env(prod), tuple(profile or ())), build=not no_build)
     _print_status(result.project, result)
     print(f"\n{'all services healthy' if result.ok else 'FAILED'} after {result.seconds:.0f}s")
     for note in result.notes:
@@ -78,7 +78,7 @@ def _print_status(project: Project, result: stacks.UpResult) -> None:
 @exits_cleanly
 def down(c: Context, prod: bool = False, volumes: bool = False) -> None:
     """Stop and remove the stack's containers (production data volumes always survive)."""
-    stacks.down(_env(prod), volumes=volumes)
+    stacks.down(Project(_env(prod)), volumes=volumes)
 
 
 @task(help={"prod": "The production project."})
@@ -109,5 +109,6 @@ def logs(
 @exits_cleanly
 def build(c: Context, prod: bool = False) -> None:
     """Build the application image (one image for backend, worker, beat and migrate)."""
-    project, *_ = stacks.prepare(_env(prod))
+    project = Project(_env(prod))
+    stacks.prepare(project)
     project.run("build", "backend")

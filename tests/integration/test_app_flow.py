@@ -8,15 +8,8 @@ import signal
 import time
 
 from tests.support.processes import wait_until
+from tests.support.samples import FIB
 from tests.support.stack import Stack, wait_ready
-
-FIB = '''def fibonacci(n):
-    """Return the n-th Fibonacci number, iteratively."""
-    a, b = 0, 1
-    for _ in range(n):
-        a, b = b, a + b
-    return a
-'''
 
 
 def long_source(tag: str, lines: int = 200) -> str:

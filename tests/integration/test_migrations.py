@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 import psycopg
+from pydantic import SecretStr
 import pytest
 from sqlalchemy.exc import DBAPIError
 
@@ -18,8 +19,12 @@ from tests.support.processes import wait_until
 
 def test_migrate_is_locked_idempotent_and_fails_loudly(tmp_path: Path) -> None:
     password = secrets.token_urlsafe(12)
-    pg = (container("POSTGRES_IMAGE").with_env("POSTGRES_USER", "coach")
-          .with_env("POSTGRES_PASSWORD", password).with_exposed_ports(5432))
+    pg = (
+        container("POSTGRES_IMAGE")
+        .with_env("POSTGRES_USER", "coach")
+        .with_env("POSTGRES_PASSWORD", password)
+        .with_exposed_ports(5432)
+    )
     with running(pg):
         port = int(pg.get_exposed_port(5432))
         dsn = f"host=127.0.0.1 port={port} user=coach dbname=coach password={password}"
@@ -32,8 +37,12 @@ def test_migrate_is_locked_idempotent_and_fails_loudly(tmp_path: Path) -> None:
             return True
 
         wait_until(accepts, seconds=60, what="postgres accepting connections")
-        settings = Settings(postgres_host="127.0.0.1", postgres_port=port,
-                            postgres_password=password, data_dir=tmp_path)  # type: ignore[arg-type]
+        settings = Settings(
+            postgres_host="127.0.0.1",
+            postgres_port=port,
+            postgres_password=SecretStr(password),
+            data_dir=tmp_path,
+        )
         assert asyncio.run(migrate(settings)) == (None, head_revision())
         assert asyncio.run(migrate(settings)) == (head_revision(), head_revision())
         assert asyncio.run(current_revision(settings)) == head_revision()

@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-FIB = """def fibonacci(n):
-    \"\"\"Return the n-th Fibonacci number, iteratively.\"\"\"
-    a, b = 0, 1
-    for _ in range(n):
-        a, b = b, a + b
-    return a
-"""
+from tests.support.samples import FIB
+
 QUEUE = "\n".join(
     f"class Queue{i}:\n    def push(self, item):\n        self.items.append(item)\n"
     for i in range(30)
