@@ -7,8 +7,8 @@ import secrets
 from pathlib import Path
 
 import psycopg
-from pydantic import SecretStr
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.exc import DBAPIError
 
 from coach.migrate import LOCK_KEY, current_revision, head_revision, migrate
