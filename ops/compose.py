@@ -15,7 +15,6 @@ from ops.images.resolve import RESOLVED_ENV, Resolved
 from ops.paths import COMPOSE_DIR, IMAGES_FILE, ROOT, STATE_DIR
 
 Env = Literal["dev", "prod"]
-FALLBACK_FILE = STATE_DIR / "compose.fallback.yml"
 BUILD_CA_FILE = STATE_DIR / "build-ca.pem"
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 # Services whose image may be missing, and what the app uses instead (volumes shared by the
@@ -47,9 +46,13 @@ class Project:
     def files(self) -> list[Path]:
         second = "docker-compose.override.yml" if self.env == "dev" else "docker-compose.prod.yml"
         files = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / second]
-        if FALLBACK_FILE.exists():
-            files.append(FALLBACK_FILE)
+        if self.fallback_file.exists():
+            files.append(self.fallback_file)
         return files
+
+    @property
+    def fallback_file(self) -> Path:
+        return STATE_DIR / f"compose.fallback.{self.name}.yml"
 
     def argv(self, *args: str) -> list[str]:
         argv = [
@@ -135,7 +138,7 @@ def build_ca_file() -> Path:
     return BUILD_CA_FILE
 
 
-def write_fallback(resolved: list[Resolved]) -> tuple[list[str], list[str]]:
+def write_fallback(project: Project, resolved: list[Resolved]) -> tuple[list[str], list[str]]:
     """An override for images that cannot be had: their services left out, the app switched
     to the equivalent local store. Returns (services left out, notes)."""
     missing = {r.var for r in resolved if not r.available}
@@ -152,7 +155,7 @@ def write_fallback(resolved: list[Resolved]) -> tuple[list[str], list[str]]:
             left_out += skipped
             notes.append(f"{var} unavailable: {', '.join(skipped)} left out")
     if not app_env:
-        FALLBACK_FILE.unlink(missing_ok=True)
+        project.fallback_file.unlink(missing_ok=True)
         return left_out, notes
     depends = {
         "postgres": {"condition": "service_healthy"},
@@ -171,14 +174,18 @@ def write_fallback(resolved: list[Resolved]) -> tuple[list[str], list[str]]:
         }
         if name != "migrate":
             services[name]["depends_on"] = app_depends
+    # Production data survives `down -v` here too: the volume is external, like the others.
+    volume = (
+        {"external": True, "name": f"{project.name}-local-stores"} if project.env == "prod" else {}
+    )
     lines = [
         "# Written by `invoke up` for images this host cannot get; do not edit.",
-        json.dumps({"services": services, "volumes": {"local-stores": {}}}, indent=2),
+        json.dumps({"services": services, "volumes": {"local-stores": volume}}, indent=2),
     ]
-    FALLBACK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    project.fallback_file.parent.mkdir(parents=True, exist_ok=True)
     # depends_on must be replaced, not merged, or the missing services would be pulled in.
     text = "\n".join(lines).replace('"depends_on": {', '"depends_on": !override {')
-    FALLBACK_FILE.write_text(text + "\n")
+    project.fallback_file.write_text(text + "\n")
     return left_out, notes
 
 

@@ -45,7 +45,7 @@ def prepare(project: Project) -> tuple[list[Resolved], list[str], list[str]]:
         )
     resolved = resolve()
     write_env(resolved)
-    left_out, notes = compose.write_fallback(resolved)
+    left_out, notes = compose.write_fallback(project, resolved)
     return resolved, left_out, notes
 
 

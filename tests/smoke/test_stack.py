@@ -4,15 +4,20 @@ are named; the coach's flows work end to end through nginx."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
 
+from ops import secrets
+from ops import stack as stacks
 from ops.compose import Project
+from ops.console import run
 from ops.images.catalog import load_images
+from ops.paths import COMPOSE_DIR
 from ops.stack import ONE_SHOT, status_rows
 from tests.smoke.conftest import SmokeStack
-from tests.support.processes import wait_until
+from tests.support.processes import free_port, wait_until
 from tests.support.samples import FIB
 
 SERVICES = [
@@ -109,3 +114,43 @@ def test_backend_restart_gives_no_502_once_healthy(smoke: SmokeStack) -> None:
         while len(statuses) < 50 and time.monotonic() < deadline:
             statuses.append(http.get("/api/v1/snippets").status_code)
     assert statuses and set(statuses) == {200}, statuses
+
+
+def test_prod_stack_comes_up_healthy_hardened(
+    docker_host: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The production file set on this machine: read-only roots, dropped capabilities, limits,
+    secrets from a directory of its own — and still every available service healthy."""
+    root = tmp_path_factory.mktemp("prod-secrets")
+    secrets.generate("prod", root=root)
+    env_file = root / ".env.prod"
+    shutil.copy(COMPOSE_DIR / ".env.prod.example", env_file)
+    env_file.write_text(
+        env_file.read_text().replace("LLM_BASE_URL=https://api.openai.com/v1", "LLM_BASE_URL=")
+    )
+    prefix = "coach-smoke-prod"
+    project = Project(
+        "prod",
+        project_name=prefix,
+        overrides=(
+            ("SECRETS_DIR", str(root / "prod")),
+            ("PROD_ENV_FILE", str(env_file)),
+            ("PROD_VOLUME_PREFIX", prefix),
+            ("HTTP_BIND", "127.0.0.1"),
+            ("HTTP_PORT", str(free_port())),
+        ),
+    )
+    try:
+        result = stacks.up(project, build=False)
+        assert result.ok, result.failed
+        inspect = project.run("ps", "--format", "json", capture=True, quiet=True).stdout
+        assert "backend" in inspect
+    finally:
+        stacks.down(project)
+        volumes = run(
+            ["docker", "volume", "ls", "-q", "--filter", f"name={prefix}-"],
+            capture=True,
+            quiet=True,
+        ).stdout.split()
+        if volumes:
+            run(["docker", "volume", "rm", *volumes], capture=True, quiet=True)
