@@ -14,7 +14,15 @@ nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "dockerfiles", "unit", "integration", "smoke", "acceptance"]
+nox.options.sessions = [
+    "lint",
+    "dockerfiles",
+    "unit",
+    "integration",
+    "image",
+    "smoke",
+    "acceptance",
+]
 
 PYTHON = "3.11"
 ROOT = Path(__file__).parent
@@ -80,9 +88,20 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def image(session: nox.Session) -> None:
+    """The application image: non-root, HEALTHCHECK, no compiler, no leaked build secret,
+    read-only root, size budget and ratio to a naive single-stage build."""
+    _sync(session)
+    _provision(session)
+    _pytest(session, "tests/image")
+
+
+@nox.session(python=PYTHON)
 def smoke(session: nox.Session) -> None:
-    """The whole compose stack brought up by `invoke up` and exercised through nginx."""
-    session.skip("no stack to smoke-test yet: the compose stack arrives with issue #4")
+    """The whole compose stack (dev and prod) brought up by `invoke up`'s code, through nginx."""
+    _sync(session)
+    _provision(session)
+    _pytest(session, "tests/smoke")
 
 
 @nox.session(python=PYTHON)
@@ -93,8 +112,18 @@ def acceptance(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures and ratios measured side by side (not a test)."""
-    session.skip("the first benchmarks (image size, cold up, rebuild) arrive with issue #4")
+    """Benchmarks that print figures and ratios measured side by side (not tests): cold `up`,
+    source-only rebuild, observability overhead. `nox -s bench -- NAME` runs one."""
+    _sync(session)
+    _provision(session)
+    names = session.posargs or [
+        p.stem
+        for p in sorted((ROOT / "tests" / "bench").glob("*.py"))
+        if not p.stem.startswith("_")
+    ]
+    for name in names:
+        session.log(f"# benchmark {name}")
+        session.run("python", "-m", f"tests.bench.{name}")
 
 
 if os.environ.get("CI") == "true":

@@ -17,3 +17,5 @@ worker_tmp_dir = "/dev/shm"  # noqa: S108 - heartbeat files off the (read-only) 
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = "*"  # behind nginx on a private network
+# gunicorn's control socket defaults to $HOME, which is not writable (read-only root).
+control_socket = "/tmp/gunicorn.ctl"  # noqa: S108 - the container's tmpfs

@@ -198,3 +198,47 @@ def _git_revision() -> str:
         check=False,
     )
     return done.stdout.strip() or "unknown"
+
+
+def build_image(
+    tag: str, *, context: Path, dockerfile: Path, args: dict[str, str], no_cache: bool = False
+) -> float:
+    """Build one image through `docker compose build` (the engine's BuildKit, with the CA
+    bundle as a build secret) outside any stack; returns the seconds it took."""
+    import tempfile  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    spec = {
+        "services": {
+            "image": {
+                "image": tag,
+                "build": {
+                    "context": str(context),
+                    "dockerfile": str(dockerfile),
+                    "args": args,
+                    "secrets": ["build_ca"],
+                },
+            }
+        },
+        "secrets": {"build_ca": {"file": str(build_ca_file())}},
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        compose_file = Path(scratch) / "build.json"
+        compose_file.write_text(json.dumps(spec))
+        started = time.monotonic()
+        run(
+            [
+                "docker",
+                "compose",
+                "-p",
+                "coach-build",
+                "-f",
+                str(compose_file),
+                "build",
+                *(["--no-cache"] if no_cache else []),
+                "image",
+            ],
+            capture=True,
+            quiet=True,
+        )
+        return time.monotonic() - started
