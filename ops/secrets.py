@@ -3,6 +3,7 @@ Docker secrets and read by the services through *_FILE. Never overwritten withou
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from ops.paths import COMPOSE_DIR
 
 SECRETS_ROOT = COMPOSE_DIR / "secrets"
+# REDIS_ADDR of the redis-exporter service (infra/compose/docker-compose.yml).
+REDIS_EXPORTER_ADDR = "redis://redis:6379"
 
 
 @dataclass(frozen=True)
@@ -23,17 +26,29 @@ def _token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _values(llm_api_key: str) -> dict[str, str]:
-    qdrant_key = _token()
+def _random(llm_api_key: str, alertmanager_webhook_url: str) -> dict[str, str]:
     return {
         "postgres_password": _token(),
         "redis_password": _token(),
-        "qdrant_api_key": qdrant_key,
-        # Qdrant reads no *_FILE variables: its key arrives as a config file (local.yaml).
-        "qdrant_config.yaml": f"service:\n  api_key: {qdrant_key}\n",
+        "qdrant_api_key": _token(),
         "minio_root_password": _token(),
         "llm_api_key": llm_api_key,
         "grafana_admin_password": _token(),
+        # Read by Alertmanager at send time (webhook_configs.url_file); empty: alerts still
+        # show in Alertmanager and Grafana, and each notification attempt logs a warning.
+        "alertmanager_webhook_url": alertmanager_webhook_url,
+    }
+
+
+def _derived(values: dict[str, str]) -> dict[str, str]:
+    """Secrets that restate another one in the form an image insists on; always rewritten
+    from the secret they follow, so the two can never disagree."""
+    return {
+        # Qdrant reads no *_FILE variables: its key arrives as a config file (local.yaml).
+        "qdrant_config.yaml": f"service:\n  api_key: {values['qdrant_api_key']}\n",
+        # redis_exporter's REDIS_PASSWORD_FILE is a JSON map from its REDIS_ADDR to a password.
+        "redis_exporter_passwords.json": json.dumps({REDIS_EXPORTER_ADDR: values["redis_password"]})
+        + "\n",
     }
 
 
@@ -44,7 +59,12 @@ def directory(env: str) -> Path:
 
 
 def generate(
-    env: str, *, force: bool = False, llm_api_key: str = "", root: Path | None = None
+    env: str,
+    *,
+    force: bool = False,
+    llm_api_key: str = "",
+    alertmanager_webhook_url: str = "",
+    root: Path | None = None,
 ) -> list[Written]:
     """Create every missing secret file (all of them with force). Files are 0644 inside a
     0700 directory: containers read them as their own non-root users through the bind mount,
@@ -52,23 +72,26 @@ def generate(
     target = directory(env) if root is None else root / directory(env).name
     target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o700)
-    existing = {p.name for p in target.iterdir()}
-    qdrant_pair = {"qdrant_api_key", "qdrant_config.yaml"}
-    if not force and qdrant_pair & existing and not qdrant_pair <= existing:
-        raise ValueError(
-            f"{target}: qdrant_api_key and qdrant_config.yaml must be generated "
-            "together; use --force to regenerate both"
-        )
+    values = _random(llm_api_key, alertmanager_webhook_url)
     written: list[Written] = []
-    for name, value in _values(llm_api_key).items():
+    for name in values:
         path = target / name
         if path.exists() and not force:
+            values[name] = path.read_text()
             written.append(Written(name, path, "kept"))
-            continue
-        action = "replaced" if path.exists() else "created"
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(value)
-        tmp.chmod(0o644)
-        tmp.replace(path)
-        written.append(Written(name, path, action))
+        else:
+            written.append(Written(name, path, _write(path, values[name])))
+    for name, value in _derived(values).items():
+        path = target / name
+        same = path.exists() and path.read_text() == value
+        written.append(Written(name, path, "kept" if same else _write(path, value)))
     return written
+
+
+def _write(path: Path, value: str) -> str:
+    action = "replaced" if path.exists() else "created"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(value)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+    return action

@@ -18,10 +18,18 @@ from ops.tasks._util import exits_cleanly
     }
 )
 @exits_cleanly
-def generate(c: Context, env: str = "dev", force: bool = False, llm_api_key: str = "") -> None:
+def generate(
+    c: Context,
+    env: str = "dev",
+    force: bool = False,
+    llm_api_key: str = "",
+    alertmanager_webhook_url: str = "",
+) -> None:
     """Write random secrets into infra/compose/secrets/<env>/ (gitignored); never overwrites
     an existing one without --force."""
-    written = store.generate(env, force=force, llm_api_key=llm_api_key)
+    written = store.generate(
+        env, force=force, llm_api_key=llm_api_key, alertmanager_webhook_url=alertmanager_webhook_url
+    )
     print(
         table(
             ["secret", "file", "action"],

@@ -1,0 +1,42 @@
+"""Secrets: generated once, never overwritten without force, derived forms kept consistent."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from ops import secrets
+
+
+def test_generate_creates_keeps_and_forces(tmp_path: Path) -> None:
+    first = {w.name: w for w in secrets.generate("prod", root=tmp_path, llm_api_key="sk-1")}
+    assert {w.action for w in first.values()} == {"created"}
+    directory = tmp_path / "prod"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    before = {p.name: p.read_text() for p in directory.iterdir()}
+    assert before["llm_api_key"] == "sk-1"
+    assert len(before["postgres_password"]) >= 40 and before["postgres_password"] != \
+        before["redis_password"]
+
+    again = secrets.generate("prod", root=tmp_path)
+    assert {w.action for w in again} == {"kept"}
+    assert {p.name: p.read_text() for p in directory.iterdir()} == before
+
+    forced = secrets.generate("prod", root=tmp_path, force=True)
+    assert {w.action for w in forced} <= {"replaced"}
+    assert (directory / "postgres_password").read_text() != before["postgres_password"]
+
+
+def test_derived_secrets_follow_the_secret_they_restate(tmp_path: Path) -> None:
+    secrets.generate("dev", root=tmp_path)
+    directory = tmp_path / "dev"
+    (directory / "redis_password").write_text("rotated-by-hand")
+    (directory / "qdrant_config.yaml").unlink()
+    actions = {w.name: w.action for w in secrets.generate("dev", root=tmp_path)}
+    assert actions["redis_exporter_passwords.json"] == "replaced"
+    assert actions["qdrant_config.yaml"] == "created"
+    exporter = json.loads((directory / "redis_exporter_passwords.json").read_text())
+    assert exporter == {"redis://redis:6379": "rotated-by-hand"}
+    key = (directory / "qdrant_api_key").read_text()
+    assert (directory / "qdrant_config.yaml").read_text() == f"service:\n  api_key: {key}\n"
