@@ -20,6 +20,7 @@ class SmokeStack:
     project: Project
     result: stacks.UpResult
     base_url: str
+    prometheus_url: str
 
     def client(self, timeout: float = 15) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=timeout)
@@ -27,17 +28,26 @@ class SmokeStack:
 
 @pytest.fixture(scope="session")
 def smoke(docker_host: None) -> Iterator[SmokeStack]:
-    http_port = free_port()
     ports = {
-        "HTTP_PORT": http_port,
-        "DEV_POSTGRES_PORT": free_port(),
-        "DEV_REDIS_PORT": free_port(),
-        "DEV_QDRANT_PORT": free_port(),
-        "DEV_MINIO_PORT": free_port(),
-        "DEV_MINIO_CONSOLE_PORT": free_port(),
+        name: free_port()
+        for name in (
+            "HTTP_PORT",
+            "DEV_POSTGRES_PORT",
+            "DEV_REDIS_PORT",
+            "DEV_QDRANT_PORT",
+            "DEV_MINIO_PORT",
+            "DEV_MINIO_CONSOLE_PORT",
+            "DEV_PROMETHEUS_PORT",
+            "DEV_ALERTMANAGER_PORT",
+            "DEV_GRAFANA_PORT",
+            "DEV_JAEGER_PORT",
+        )
     }
     project = Project(
-        "dev", project_name="coach-smoke", overrides=tuple((k, str(v)) for k, v in ports.items())
+        "dev",
+        profiles=("observability",),
+        project_name="coach-smoke",
+        overrides=tuple((k, str(v)) for k, v in ports.items()),
     )
     stacks.down(project, volumes=True)  # leftovers of a killed run
     result = stacks.up(project)
@@ -48,7 +58,12 @@ def smoke(docker_host: None) -> Iterator[SmokeStack]:
                 + "\n".join(f"{service}: {detail}" for service, detail in result.failed.items())
             )
         print(f"stack healthy after {result.seconds:.0f}s")
-        yield SmokeStack(project, result, f"http://127.0.0.1:{http_port}")
+        yield SmokeStack(
+            project,
+            result,
+            f"http://127.0.0.1:{ports['HTTP_PORT']}",
+            f"http://127.0.0.1:{ports['DEV_PROMETHEUS_PORT']}",
+        )
     finally:
         stacks.down(project, volumes=True)
 
