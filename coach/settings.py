@@ -31,6 +31,7 @@ LANGUAGES = (
     "ruby", "php", "swift", "scala", "shell", "sql", "html", "css", "yaml", "json", "markdown",
     "text",
 )  # fmt: skip
+LOG_LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class FileEnvSource(PydanticBaseSettingsSource):
@@ -122,6 +123,24 @@ class Settings(BaseSettings):
     # Embedded-mode data (SQLite, Qdrant local files, objects)
     data_dir: Path = Path(".state/embedded")
 
+    # Observability. Tracing also reads the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT,
+    # OTEL_TRACES_SAMPLER, ...) itself; without an OTLP endpoint no span leaves the process.
+    observability_enabled: bool = Field(
+        default=True, description="false: no tracing instrumentation, no HTTP metrics middleware"
+    )
+    revision: str = Field(default="unknown", alias="APP_REVISION")
+    log_level: str = "INFO"
+    log_levels: str = Field(
+        default="", description="per logger: sqlalchemy.engine=INFO,celery=DEBUG"
+    )
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="console: coloured lines for local development only"
+    )
+    log_file: Path | None = Field(default=None, description="also write JSON lines here, rotated")
+    log_file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_file_backup_count: int = Field(default=5, ge=0)
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="0: no endpoint")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -138,6 +157,25 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVEL_NAMES:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVEL_NAMES)}")
+        return level
+
+    @field_validator("log_levels")
+    @classmethod
+    def _known_logger_levels(cls, value: str) -> str:
+        parse_logger_levels(value)  # a typo fails at start-up, not silently at the first log line
+        return value
+
+    @field_validator("log_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -199,6 +237,10 @@ class Settings(BaseSettings):
     def llm_provider(self) -> Literal["openai", "extractive"]:
         return "openai" if self.llm_base_url else "extractive"
 
+    @property
+    def logger_levels(self) -> dict[str, str]:
+        return parse_logger_levels(self.log_levels)
+
     def masked(self) -> dict[str, Any]:
         """Effective settings for display: secrets shown as '**********' (or empty)."""
         shown = self.model_dump(mode="json", by_alias=False)
@@ -206,6 +248,20 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 shown[name] = "**********" if value.get_secret_value() else ""
         return shown
+
+
+def parse_logger_levels(spec: str) -> dict[str, str]:
+    """LOG_LEVELS `sqlalchemy.engine=INFO, celery=debug` -> {logger name: level name}."""
+    levels: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, level = (s.strip() for s in item.partition("="))
+        if not sep or not name or level.upper() not in LOG_LEVEL_NAMES:
+            raise ValueError(
+                f"LOG_LEVELS entry {item!r}: expected logger=LEVEL with LEVEL one of "
+                f"{', '.join(LOG_LEVEL_NAMES)}"
+            )
+        levels[name] = level.upper()
+    return levels
 
 
 @lru_cache(maxsize=1)
