@@ -14,6 +14,7 @@ from typing import Literal
 
 from sqlalchemy import text
 
+from coach.metrics import LLM_UP
 from coach.runtime import Runtime
 
 Status = Literal["ok", "error", "embedded"]
@@ -75,6 +76,7 @@ async def objects(rt: Runtime) -> Check:
 async def llm(rt: Runtime) -> Check:
     started = time.perf_counter()
     error, cached = await asyncio.to_thread(rt.llm_probe.check)
+    LLM_UP.set(0 if error else 1)
     return Check(
         "llm",
         "error" if error else "ok",

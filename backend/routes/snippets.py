@@ -15,6 +15,7 @@ from backend.deps import RuntimeDep
 from backend.schemas import ErrorOut, SnippetAccepted, SnippetIn, SnippetOut, SnippetPage
 from coach import snippets
 from coach.errors import InvalidInput, PayloadTooLarge
+from coach.metrics import SNIPPETS_INGESTED
 
 router = APIRouter(prefix="/snippets", tags=["snippets"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -88,6 +89,7 @@ async def create_snippet(request: Request, rt: RuntimeDep) -> SnippetAccepted:
         await snippets.discard(rt, snippet)  # a failed upload changes nothing
         raise
     await snippets.set_task(rt, sid=snippet.id, task_id=task_id)
+    SNIPPETS_INGESTED.inc()
     current = await snippets.get(rt, snippet.id)
     return SnippetAccepted(id=snippet.id, task_id=task_id, status=current.status)
 

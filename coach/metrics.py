@@ -1,0 +1,115 @@
+"""Prometheus metrics of the backend and the worker, in one place.
+
+The names and labels are a contract with infra/observability (dashboards and alerts): change
+them there in the same commit. Label values stay bounded: routes are templates, models and task
+names come from configuration and code, never from a request.
+
+Several processes per role (gunicorn workers, Celery's prefork children) share one endpoint in
+multiprocess mode: PROMETHEUS_MULTIPROC_DIR, set before Python starts, makes every process write
+its values to files there (see coach/multiprocess.py), and `render` sums them. Gauges say how
+(`multiprocess_mode`); custom collectors cannot live in those files, so they are registered on
+the serving registry instead (the worker's queue length).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from coach.multiprocess import multiprocess_dir
+from coach.settings import Settings
+
+LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+STEP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+# HTTP (backend)
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency, by method and route template.",
+    ["method", "route"],
+)
+SNIPPETS_INGESTED = Counter("snippets_ingested_total", "Snippet uploads accepted for indexing.")
+
+# The coach agent and its LLM (backend)
+LLM_REQUESTS = Counter(
+    "llm_requests_total",
+    "LLM generate calls, by model and outcome (ok|error).",
+    ["model", "status"],
+)
+LLM_DURATION = Histogram(
+    "llm_request_duration_seconds", "LLM generate call latency.", ["model"], buckets=LLM_BUCKETS
+)
+LLM_TOKENS = Counter(
+    "llm_tokens_total", "Tokens used by LLM calls, by kind (prompt|completion).", ["model", "kind"]
+)
+AGENT_STEP_DURATION = Histogram(
+    "coach_agent_step_duration_seconds",
+    "Duration of each coach agent step (retrieve|prompt|generate).",
+    ["step"],
+    buckets=STEP_BUCKETS,
+)
+LLM_UP = Gauge(
+    "llm_up",
+    "1 if the last LLM probe (worker task or backend /health) succeeded, else 0.",
+    multiprocess_mode="mostrecent",
+)
+
+# Worker
+SNIPPETS_INDEXED = Counter("snippets_indexed_total", "Snippets indexed by the worker.")
+SNIPPETS_FAILED = Counter("snippets_failed_total", "Snippets whose indexing failed for good.")
+CELERY_TASKS = Counter(
+    "celery_tasks_total",
+    "Celery task executions, by task and state (started|succeeded|failed|retried).",
+    ["task", "state"],
+)
+CELERY_TASK_DURATION = Histogram(
+    "celery_task_duration_seconds", "Celery task run time.", ["task"], buckets=TASK_BUCKETS
+)
+WORKER_HEARTBEAT = Gauge(
+    "coach_worker_heartbeat_timestamp_seconds",
+    "Unix time of the worker consumer's last heartbeat (stale: the consumer is stuck or gone).",
+    multiprocess_mode="max",
+)
+
+# Every process
+BUILD_INFO = Gauge(
+    "coach_build_info",
+    "Always 1; the labels say which build runs.",
+    ["version", "revision", "service"],
+    multiprocess_mode="max",
+)
+
+
+def set_build_info(settings: Settings) -> None:
+    BUILD_INFO.labels(
+        version=settings.version, revision=settings.revision, service=settings.service_name
+    ).set(1)
+
+
+def process_registry() -> CollectorRegistry:
+    """What this role's endpoint shows: every process's files in multiprocess mode, else this
+    process's default registry (which also has the process and platform collectors)."""
+    if multiprocess_dir() is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
+    """(body, content type) of a scrape; a fresh registry per scrape in multiprocess mode."""
+    return generate_latest(registry or process_registry()), CONTENT_TYPE_LATEST
