@@ -6,16 +6,25 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import structlog
+from opentelemetry.trace import Span
 
 from coach import snippets
 from coach.db import session_scope
 from coach.errors import InvalidInput
 from coach.llm import Completion, Message
+from coach.metrics import AGENT_STEP_DURATION, LLM_DURATION, LLM_REQUESTS, LLM_TOKENS
 from coach.models import Question
 from coach.runtime import Runtime
+from coach.tracing import tracer
 from coach.vectors import Hit
+
+log = structlog.get_logger(__name__)
 
 SYSTEM_PROMPT = (
     "You are a patient programming coach. Answer the learner's question using the code "
@@ -46,28 +55,79 @@ class Answer:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@contextmanager
+def _step(name: str, attributes: dict[str, Any]) -> Iterator[Span]:
+    """A span "coach.<name>" and a coach_agent_step_duration_seconds sample for one step."""
+    started = time.perf_counter()
+    with tracer.start_as_current_span(f"coach.{name}", attributes=attributes) as span:
+        try:
+            yield span
+        finally:
+            AGENT_STEP_DURATION.labels(step=name).observe(time.perf_counter() - started)
+
+
 async def retrieve(
     rt: Runtime, question: str, *, top_k: int, snippet_id: uuid.UUID | None
 ) -> list[Hit]:
-    [vector] = await asyncio.to_thread(rt.embedder.embed, [question])
-    await asyncio.to_thread(rt.vectors.ensure)
-    return await asyncio.to_thread(rt.vectors.search, vector, top_k=top_k, snippet_id=snippet_id)
+    with _step("retrieve", {"coach.retrieve.top_k": top_k}) as span:
+        span.set_attribute("coach.embedder", rt.embedder.name)
+        if snippet_id is not None:
+            span.set_attribute("coach.snippet_id", str(snippet_id))
+        [vector] = await asyncio.to_thread(rt.embedder.embed, [question])
+        await asyncio.to_thread(rt.vectors.ensure)
+        hits = await asyncio.to_thread(
+            rt.vectors.search, vector, top_k=top_k, snippet_id=snippet_id
+        )
+        span.set_attribute("coach.retrieve.hits", len(hits))
+        return hits
 
 
 def build_prompt(question: str, hits: list[Hit]) -> list[Message]:
-    excerpts = "\n\n".join(
-        f"[{n}] {h.payload.get('title', '')} lines {h.payload.get('start_line')}-"
-        f"{h.payload.get('end_line')}:\n{h.payload.get('text', '')}"
-        for n, h in enumerate(hits, start=1)
-    )
-    return [
-        Message("system", SYSTEM_PROMPT),
-        Message("user", f"Code excerpts:\n{excerpts or '(none)'}\n\nQuestion: {question}"),
-    ]
+    with _step("prompt", {"coach.prompt.excerpts": len(hits)}) as span:
+        excerpts = "\n\n".join(
+            f"[{n}] {h.payload.get('title', '')} lines {h.payload.get('start_line')}-"
+            f"{h.payload.get('end_line')}:\n{h.payload.get('text', '')}"
+            for n, h in enumerate(hits, start=1)
+        )
+        messages = [
+            Message("system", SYSTEM_PROMPT),
+            Message("user", f"Code excerpts:\n{excerpts or '(none)'}\n\nQuestion: {question}"),
+        ]
+        span.set_attribute("coach.prompt.chars", sum(len(m.content) for m in messages))
+        return messages
 
 
 async def generate(rt: Runtime, messages: list[Message], hits: list[Hit]) -> Completion:
-    return await rt.llm.generate(messages, context=[str(h.payload.get("text", "")) for h in hits])
+    """The LLM call, with the OpenTelemetry gen_ai.* attributes and the llm_* metrics, whichever
+    provider answers. Metrics are labelled with the configured model: a bounded label set."""
+    model = rt.llm.model
+    with _step(
+        "generate",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": rt.llm.system,
+            "gen_ai.request.model": model,
+        },
+    ) as span:
+        started, status = time.perf_counter(), "error"
+        try:
+            completion = await rt.llm.generate(
+                messages, context=[str(h.payload.get("text", "")) for h in hits]
+            )
+            status = "ok"
+        finally:
+            LLM_REQUESTS.labels(model=model, status=status).inc()
+            LLM_DURATION.labels(model=model).observe(time.perf_counter() - started)
+        LLM_TOKENS.labels(model=model, kind="prompt").inc(completion.prompt_tokens)
+        LLM_TOKENS.labels(model=model, kind="completion").inc(completion.completion_tokens)
+        span.set_attributes(
+            {
+                "gen_ai.response.model": completion.model,
+                "gen_ai.usage.input_tokens": completion.prompt_tokens,
+                "gen_ai.usage.output_tokens": completion.completion_tokens,
+            }
+        )
+        return completion
 
 
 async def ask(
@@ -124,6 +184,15 @@ async def ask(
         session.add(row)
         await session.flush()
         question_id = row.id
+    log.info(
+        "question answered",
+        question_id=str(question_id),
+        model=completion.model,
+        citations=len(citations),
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        latency_ms=latency_ms,
+    )
     return Answer(
         question_id,
         completion.text,

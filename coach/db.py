@@ -6,13 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy.ext.asyncio
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from coach.settings import Settings
@@ -36,7 +32,9 @@ def make_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
             kwargs.update(pool_size=settings.db_pool_size, pool_pre_ping=True, pool_recycle=1800)
         else:
             kwargs["poolclass"] = NullPool
-    engine = create_async_engine(settings.database_url, **kwargs)
+    # Looked up on the module at call time: OpenTelemetry's SQLAlchemy instrumentation wraps that
+    # attribute to trace every engine made after it (coach.tracing.instrument_libraries).
+    engine = sqlalchemy.ext.asyncio.create_async_engine(settings.database_url, **kwargs)
     if settings.embedded:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, cast
 
 import obstore
 from obstore.store import LocalStore, S3Store
+from opentelemetry.trace import SpanKind
 
 from coach.settings import Settings
+from coach.tracing import tracer
+
+# obstore has no OpenTelemetry instrumentation: the calls that matter get spans here.
+S3_OPERATIONS = {"put": "PutObject", "get": "GetObject", "delete": "DeleteObject"}
 
 
 class ObjectStore:
     def __init__(self, settings: Settings) -> None:
         self.kind: str
         self._store: Any
+        self._bucket = settings.s3_bucket
         if settings.s3_endpoint_url:
             self.kind = "s3"
             self._store = S3Store(
@@ -50,24 +57,48 @@ class ObjectStore:
             root.mkdir(parents=True, exist_ok=True)
             self._store = LocalStore(root.resolve(), mkdir=True)
 
+    @contextmanager
+    def _span(self, operation: str, key: str) -> Iterator[None]:
+        """Span `s3 PutObject` (AWS semantic conventions) on S3, `objects.put` when local."""
+        attributes: dict[str, str] = {"coach.objects.kind": self.kind, "coach.objects.key": key}
+        if self.kind == "s3":
+            method = S3_OPERATIONS[operation]
+            name, kind = f"s3 {method}", SpanKind.CLIENT
+            attributes |= {
+                "rpc.system": "aws-api",
+                "rpc.service": "S3",
+                "rpc.method": method,
+                "aws.s3.bucket": self._bucket,
+                "aws.s3.key": key,
+            }
+        else:
+            name, kind = f"objects.{operation}", SpanKind.INTERNAL
+        with tracer.start_as_current_span(name, kind=kind, attributes=attributes):
+            yield
+
     async def put(self, key: str, data: bytes, content_type: str = "text/plain") -> None:
         attributes = {"Content-Type": content_type} if self.kind == "s3" else None
-        await obstore.put_async(self._store, key, data, attributes=attributes)
+        with self._span("put", key):
+            await obstore.put_async(self._store, key, data, attributes=attributes)
 
     def get(self, key: str) -> bytes:
-        return bytes(obstore.get(self._store, key).bytes())
+        with self._span("get", key):
+            return bytes(obstore.get(self._store, key).bytes())
 
     async def get_async(self, key: str) -> bytes:
-        result = await obstore.get_async(self._store, key)
-        return bytes(await result.bytes_async())
+        with self._span("get", key):
+            result = await obstore.get_async(self._store, key)
+            return bytes(await result.bytes_async())
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
-        result = await obstore.get_async(self._store, key)
+        with self._span("get", key):  # the request; the body streams to the client after it
+            result = await obstore.get_async(self._store, key)
         async for chunk in result.stream(min_chunk_size=64 * 1024):
             yield bytes(chunk)
 
     async def delete(self, key: str) -> None:
-        await obstore.delete_async(self._store, key)
+        with self._span("delete", key):
+            await obstore.delete_async(self._store, key)
 
     async def exists(self, key: str) -> bool:
         try:
