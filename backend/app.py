@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp
 
 from backend import errors
-from backend.middleware import RequestIdMiddleware
+from backend.middleware import HttpMetricsMiddleware, RequestContextMiddleware, on_server_span
 from backend.routes import coaching, health, snippets, tasks
-from coach import __version__
+from coach import __version__, metrics, tracing
 from coach.errors import Unavailable
+from coach.log import configure as configure_logging
 from coach.migrate import current_revision, head_revision, migrate
 from coach.runtime import Runtime
 from coach.settings import Settings, get_settings
@@ -24,6 +25,13 @@ log = structlog.get_logger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # First, in the process that serves (each gunicorn worker imports the app after the fork):
+    # uvicorn's and gunicorn's own loggers are routed to the JSON root handler from here on.
+    configure_logging(settings)
+    traced = tracing.configure(settings)
+    if traced:
+        tracing.instrument_libraries()
+    metrics.set_build_info(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await runtime.close()
+            tracing.force_flush()
 
     app = FastAPI(
         title="Code Learning Coach API",
@@ -52,9 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        # FastAPI's native OpenTelemetry stays off: one instrumentation (below), not two, and
+        # none at all with OBSERVABILITY_ENABLED=false.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
 
     api = APIRouter(prefix="/api/v1")
     for module in (snippets, coaching, tasks):
@@ -63,10 +74,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    def scrape() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
+    if traced:
+        tracing.instrument_fastapi(app, on_request=on_server_span)
+    _wrap_middleware_stack(app, http_metrics=settings.observability_enabled)
     return app
+
+
+def _wrap_middleware_stack(app: FastAPI, *, http_metrics: bool) -> None:
+    """Request context and HTTP metrics go outside Starlette's ServerErrorMiddleware (which
+    `add_middleware` cannot reach), so that a 500 is counted and carries the ids too. Wraps
+    whatever the tracing instrumentation built, so the server span is inside them."""
+    build_inner = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        stack = build_inner()
+        if http_metrics:
+            stack = HttpMetricsMiddleware(stack)
+        return RequestContextMiddleware(stack)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
 
 def __getattr__(name: str) -> FastAPI:
