@@ -4,13 +4,21 @@ timeout longer than any task may run, set identically everywhere it is read."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from celery import Celery
+import structlog
+from celery import Celery, signals
 
+from coach import multiprocess
+from coach.log import configure as configure_logging
 from coach.settings import Settings, get_settings
 
 QUEUE = "coach"
+WORKER_SERVICE = "coach-worker"
+METRICS_DIR = Path("/tmp/prometheus-worker")  # noqa: S108 - tmpfs in the image; PROMETHEUS_MULTIPROC_DIR overrides
+
+log = structlog.get_logger(__name__)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -74,3 +82,39 @@ def make_celery(settings: Settings) -> Celery:
 
 
 app = make_celery(get_settings())
+
+
+# Nothing above imports prometheus_client: the worker must choose its multiprocess directory
+# before the task modules (and the metrics with them) are imported, which is right here.
+@signals.import_modules.connect
+def _before_task_modules(**_: Any) -> None:
+    """`celery worker` and `celery beat` import the task modules after this signal."""
+    settings = get_settings()
+    configure_logging(settings)  # early enough for Celery's own start-up warnings
+    if settings.service_name == WORKER_SERVICE:
+        # Pool processes write their metrics to files there, the parent serves their sum.
+        multiprocess.prepare(default=METRICS_DIR)
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Connected, so Celery installs no handler of its own; LOG_LEVEL rules, not --loglevel."""
+    configure_logging(get_settings())
+
+
+@signals.celeryd_init.connect
+def _no_banner(instance: Any, **_: Any) -> None:
+    """Celery prints its banner straight to stdout, which is no JSON: it is logged instead."""
+    instance.quiet = True
+
+
+@signals.celeryd_after_setup.connect
+def _log_startup(sender: str, instance: Any, **_: Any) -> None:
+    log.info(
+        "worker starting",
+        hostname=sender,
+        concurrency=instance.concurrency,
+        queues=sorted(instance.app.amqp.queues),
+        broker=instance.app.connection().as_uri(),  # the password masked
+        tasks=sorted(name for name in instance.app.tasks if not name.startswith("celery.")),
+    )

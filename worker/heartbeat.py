@@ -2,7 +2,8 @@
 a broker round trip per probe and answers for every worker at once).
 
 The worker touches its file from a consumer bootstep, so the beat stops when the consumer loses
-the broker; beat touches its own on every scheduler tick. The check is this module's CLI:
+the broker (coach_worker_heartbeat_timestamp_seconds follows it, for alerting); beat touches its
+own on every scheduler tick. The check is this module's CLI:
     python -m worker.heartbeat /tmp/coach-worker.heartbeat --max-age 60
 """
 
@@ -41,11 +42,19 @@ class ConsumerHeartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
         self._timer_ref: Any = None
 
     def start(self, parent: Any) -> None:
+        # Imported here, not at the top: this module loads with the Celery app, before the
+        # worker has chosen its metrics mode (worker.celery_app).
+        from coach.metrics import WORKER_HEARTBEAT  # noqa: PLC0415
         from coach.settings import get_settings  # noqa: PLC0415
 
         path = get_settings().worker_heartbeat_file
-        touch(path)
-        self._timer_ref = parent.timer.call_repeatedly(INTERVAL_S, touch, (path,), priority=10)
+
+        def beat() -> None:
+            touch(path)
+            WORKER_HEARTBEAT.set_to_current_time()  # stale in Prometheus: the consumer is stuck
+
+        beat()
+        self._timer_ref = parent.timer.call_repeatedly(INTERVAL_S, beat, priority=10)
 
     def stop(self, parent: Any) -> None:
         if self._timer_ref is not None:

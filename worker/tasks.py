@@ -16,8 +16,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from coach import maintenance, snippets
 from coach.errors import NotFound, Unavailable
 from coach.llm import LLMError
+from coach.metrics import LLM_UP, SNIPPETS_FAILED, SNIPPETS_INDEXED
 from coach.runtime import Runtime
 from coach.settings import get_settings
+from worker import observability  # noqa: F401 - connects the signal handlers where tasks live
 from worker.celery_app import app
 
 log = structlog.get_logger(__name__)
@@ -64,11 +66,13 @@ def index_snippet(self: Task, snippet_id: str) -> dict[str, Any]:
     except Exception as exc:
         _fail(sid, f"{type(exc).__name__}: {exc}")
         raise
+    SNIPPETS_INDEXED.inc()
     return {"snippet_id": snippet_id, "status": "indexed", "chunks": chunks}
 
 
 def _fail(sid: uuid.UUID, message: str) -> None:
     run(lambda rt: snippets.mark_failed(rt, sid, message))
+    SNIPPETS_FAILED.inc()
 
 
 @app.task(name="coach.reindex", bind=True, max_retries=3)
@@ -99,6 +103,7 @@ def llm_probe() -> dict[str, Any]:
         return None
 
     error = run(probe)
+    LLM_UP.set(1 if error is None else 0)
     return {"available": error is None, "error": error}
 
 
