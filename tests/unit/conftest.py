@@ -18,6 +18,18 @@ EMBEDDED_ENV_KEYS = (
     "S3_ENDPOINT_URL",
     "LLM_BASE_URL",
     "EMBEDDING_PROVIDER",
+    # Observability: nothing from the developer's shell may export spans or change the logs.
+    "SERVICE_NAME",
+    "OBSERVABILITY_ENABLED",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SDK_DISABLED",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "LOG_LEVELS",
+    "LOG_FILE",
 )
 
 
