@@ -35,6 +35,7 @@ APP_SERVICES = ("migrate", "backend", "celery-worker", "celery-beat")
 class Project:
     env: Env
     profiles: tuple[str, ...] = ()
+    tls: bool = False  # add docker-compose.tls.yml (nginx on 8443 with secrets tls_cert/key)
     # Tests run their own project beside a developer's, with their own ports and volumes.
     project_name: str | None = None
     overrides: tuple[tuple[str, str], ...] = ()
@@ -46,6 +47,8 @@ class Project:
     def files(self) -> list[Path]:
         second = "docker-compose.override.yml" if self.env == "dev" else "docker-compose.prod.yml"
         files = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / second]
+        if self.tls:
+            files.append(COMPOSE_DIR / "docker-compose.tls.yml")
         if self.fallback_file.exists():
             files.append(self.fallback_file)
         return files

@@ -28,6 +28,7 @@ def _env(prod: bool) -> Env:
         "embedded": "Skip Docker: run the whole app in one process (SQLite, local stores).",
         "port": "Port of the embedded app (default 8000).",
         "no_build": "Do not rebuild the application image first.",
+        "tls": "Serve HTTPS on 8443 too (needs secrets tls_cert and tls_key, see docs).",
     },
 )
 @exits_cleanly
@@ -38,6 +39,7 @@ def up(  # noqa: PLR0917 - one parameter per CLI flag
     embedded_: bool = False,
     port: int = 8000,
     no_build: bool = False,
+    tls: bool = False,
 ) -> None:
     """Start the stack and wait until every service is healthy; print each service's state,
     health, image and where the image came from. Without Docker: the embedded app."""
@@ -53,7 +55,7 @@ def up(  # noqa: PLR0917 - one parameter per CLI flag
             embedded_ = True
     if embedded_:
         raise Exit(code=embedded.serve(port=port))
-    result = stacks.up(Project(_env(prod), tuple(profile or ())), build=not no_build)
+    result = stacks.up(Project(_env(prod), tuple(profile or ()), tls=tls), build=not no_build)
     _print_status(result.project, result)
     print(f"\n{'all services healthy' if result.ok else 'FAILED'} after {result.seconds:.0f}s")
     for note in result.notes:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -134,16 +136,20 @@ def test_prod_stack_comes_up_healthy_hardened(
     secrets from a directory of its own — and still every available service healthy."""
     root = tmp_path_factory.mktemp("prod-secrets")
     secrets.generate("prod", root=root)
+    _self_signed(root / "prod")
     env_file = root / ".env.prod"
     shutil.copy(COMPOSE_DIR / ".env.prod.example", env_file)
     env_file.write_text(
         env_file.read_text().replace("LLM_BASE_URL=https://api.openai.com/v1", "LLM_BASE_URL=")
     )
     prefix = "coach-smoke-prod"
+    https_port = free_port()
     project = Project(
         "prod",
         project_name=prefix,
+        tls=True,
         overrides=(
+            ("HTTPS_PORT", str(https_port)),
             ("SECRETS_DIR", str(root / "prod")),
             ("PROD_ENV_FILE", str(env_file)),
             ("PROD_VOLUME_PREFIX", prefix),
@@ -154,8 +160,11 @@ def test_prod_stack_comes_up_healthy_hardened(
     try:
         result = stacks.up(project, build=False)
         assert result.ok, result.failed
-        inspect = project.run("ps", "--format", "json", capture=True, quiet=True).stdout
-        assert "backend" in inspect
+        trust = ssl.create_default_context(cafile=str(root / "prod" / "tls_cert"))
+        with httpx.Client(verify=trust, timeout=10) as https:
+            ready = https.get(f"https://localhost:{https_port}/health/ready")
+        assert ready.status_code == 200
+        assert ready.headers["strict-transport-security"] == "max-age=63072000"
     finally:
         stacks.down(project)
         volumes = run(
@@ -210,3 +219,29 @@ def test_prometheus_scrapes_every_target_and_sees_llm_requests(smoke: SmokeStack
     labels = series[0]["metric"]
     assert isinstance(labels, dict) and {"model", "status"} <= set(labels), labels
     assert labels["status"] == "ok"
+
+
+def _self_signed(directory: Path) -> None:
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(directory / "tls_key"),
+            "-out",
+            str(directory / "tls_cert"),
+        ],
+        capture=True,
+        quiet=True,
+    )
+    (directory / "tls_key").chmod(0o644)  # read by nginx's uid 101 through the bind mount
