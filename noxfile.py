@@ -35,8 +35,10 @@ def _sync(session: nox.Session) -> None:
     session.run_install("uv", "sync", "--frozen", "--quiet", silent=True)
 
 
-def _pytest(session: nox.Session, default_path: str) -> None:
+def _pytest(session: nox.Session, default_path: str, *, docker: bool = False) -> None:
     _sync(session)
+    if docker:
+        _provision(session)
     REPORTS.mkdir(parents=True, exist_ok=True)
     session.run(
         "pytest",
@@ -82,26 +84,20 @@ def unit(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
     """Real containers (baked or pulled images) through testcontainers."""
-    _sync(session)
-    _provision(session)
-    _pytest(session, "tests/integration")
+    _pytest(session, "tests/integration", docker=True)
 
 
 @nox.session(python=PYTHON)
 def image(session: nox.Session) -> None:
     """The application image: non-root, HEALTHCHECK, no compiler, no leaked build secret,
     read-only root, size budget and ratio to a naive single-stage build."""
-    _sync(session)
-    _provision(session)
-    _pytest(session, "tests/image")
+    _pytest(session, "tests/image", docker=True)
 
 
 @nox.session(python=PYTHON)
 def smoke(session: nox.Session) -> None:
     """The whole compose stack (dev and prod) brought up by `invoke up`'s code, through nginx."""
-    _sync(session)
-    _provision(session)
-    _pytest(session, "tests/smoke")
+    _pytest(session, "tests/smoke", docker=True)
 
 
 @nox.session(python=PYTHON)

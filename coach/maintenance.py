@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from coach.db import session_scope
 from coach.models import Chunk, Question, Snippet
 from coach.runtime import Runtime
+from coach.vectors import payload
 
 log = structlog.get_logger(__name__)
 
@@ -55,19 +56,7 @@ async def reindex(rt: Runtime, *, batch: int = 256) -> ReindexResult:
         await asyncio.to_thread(
             rt.vectors.upsert,
             [
-                (
-                    c.id,
-                    vec,
-                    {
-                        "snippet_id": str(c.snippet_id),
-                        "ordinal": c.ordinal,
-                        "title": title,
-                        "language": language,
-                        "start_line": c.start_line,
-                        "end_line": c.end_line,
-                        "text": c.text,
-                    },
-                )
+                (c.id, vec, payload(c.snippet_id, c, title=title, language=language))
                 for (c, title, language), vec in zip(rows, vectors, strict=True)
             ],
             name,

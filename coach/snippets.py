@@ -17,6 +17,7 @@ from coach.errors import InvalidInput, NotFound, PayloadTooLarge
 from coach.models import Chunk, Snippet, SnippetStatus
 from coach.runtime import Runtime
 from coach.settings import LANGUAGES
+from coach.vectors import payload
 
 log = structlog.get_logger(__name__)
 
@@ -122,19 +123,7 @@ async def index(rt: Runtime, snippet_id: uuid.UUID) -> int:
     )
     vectors = await asyncio.to_thread(rt.embedder.embed, [c.text for c in chunks])
     points = [
-        (
-            c.id,
-            vec,
-            {
-                "snippet_id": str(snippet_id),
-                "ordinal": c.ordinal,
-                "title": title,
-                "language": language,
-                "start_line": c.start_line,
-                "end_line": c.end_line,
-                "text": c.text,
-            },
-        )
+        (c.id, vec, payload(snippet_id, c, title=title, language=language))
         for c, vec in zip(chunks, vectors, strict=True)
     ]
     await asyncio.to_thread(rt.vectors.ensure)

@@ -12,11 +12,37 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from qdrant_client import QdrantClient, models
 
 from coach.settings import Settings
+
+
+class ChunkLike(Protocol):
+    @property
+    def ordinal(self) -> int: ...
+    @property
+    def start_line(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+
+
+def payload(
+    snippet_id: uuid.UUID, chunk: ChunkLike, *, title: str, language: str
+) -> dict[str, Any]:
+    """What a point carries: enough to cite the chunk without a database round trip."""
+    return {
+        "snippet_id": str(snippet_id),
+        "ordinal": chunk.ordinal,
+        "title": title,
+        "language": language,
+        "start_line": chunk.start_line,
+        "end_line": chunk.end_line,
+        "text": chunk.text,
+    }
 
 
 @dataclass(frozen=True)

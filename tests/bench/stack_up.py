@@ -11,31 +11,17 @@ import tempfile
 from pathlib import Path
 
 from ops import stack as stacks
-from ops.compose import Project, build_image
+from ops.compose import build_image
 from ops.console import table
 from ops.images.resolve import resolve
 from ops.paths import ROOT
-from tests.support.processes import free_port
+from tests.support.compose import isolated_project
 
 CONTEXT = ("pyproject.toml", "uv.lock", "coach", "backend", "worker", "Dockerfile", ".dockerignore")
 
 
 def cold_up() -> float:
-    project = Project(
-        "dev",
-        project_name="coach-bench",
-        overrides=tuple(
-            (k, str(free_port()))
-            for k in (
-                "HTTP_PORT",
-                "DEV_POSTGRES_PORT",
-                "DEV_REDIS_PORT",
-                "DEV_QDRANT_PORT",
-                "DEV_MINIO_PORT",
-                "DEV_MINIO_CONSOLE_PORT",
-            )
-        ),
-    )
+    project, _ = isolated_project("coach-bench")
     stacks.down(project, volumes=True)
     project.run("build", "backend", quiet=True)  # images built: the figure is start-up only
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from ops import stack as stacks
 from ops.compose import Project
-from tests.support.processes import free_port
+from tests.support.compose import isolated_project
 
 
 @dataclass
@@ -28,27 +28,7 @@ class SmokeStack:
 
 @pytest.fixture(scope="session")
 def smoke(docker_host: None) -> Iterator[SmokeStack]:
-    ports = {
-        name: free_port()
-        for name in (
-            "HTTP_PORT",
-            "DEV_POSTGRES_PORT",
-            "DEV_REDIS_PORT",
-            "DEV_QDRANT_PORT",
-            "DEV_MINIO_PORT",
-            "DEV_MINIO_CONSOLE_PORT",
-            "DEV_PROMETHEUS_PORT",
-            "DEV_ALERTMANAGER_PORT",
-            "DEV_GRAFANA_PORT",
-            "DEV_JAEGER_PORT",
-        )
-    }
-    project = Project(
-        "dev",
-        profiles=("observability",),
-        project_name="coach-smoke",
-        overrides=tuple((k, str(v)) for k, v in ports.items()),
-    )
+    project, ports = isolated_project("coach-smoke", profiles=("observability",))
     stacks.down(project, volumes=True)  # leftovers of a killed run
     result = stacks.up(project)
     try:
