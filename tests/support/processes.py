@@ -126,6 +126,13 @@ def backend(env: Mapping[str, str], port: int, logdir: Path) -> Proc:
 
 
 def worker(env: Mapping[str, str], logdir: Path, name: str = "worker") -> Proc:
+    """A worker with the role's name, as compose runs it, and a metrics directory of its own
+    (emptied at each start, like the image's tmpfs)."""
+    env = {
+        **env,
+        "SERVICE_NAME": "coach-worker",
+        "PROMETHEUS_MULTIPROC_DIR": str(logdir.parent / f"prometheus-{name}"),
+    }
     argv = python(
         "-m",
         "celery",

@@ -22,6 +22,7 @@ import httpx
 from tests.support import processes
 from tests.support.containers import container, running
 from tests.support.fake_llm import API_KEY, FakeLLMServer
+from tests.support.otlp import OtlpReceiver
 
 VARIANTS = ("upstream-images", "local-doubles")
 BUCKET = "coach-snippets"
@@ -36,6 +37,11 @@ class Stack:
     llm: FakeLLMServer
     containers: dict[str, Any] = field(default_factory=dict)
     procs: dict[str, processes.Proc] = field(default_factory=dict)
+    otlp: OtlpReceiver | None = None  # receives the spans that backend and worker export
+
+    @property
+    def worker_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}/metrics"
 
     def client(self, timeout: float = 10) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=timeout)
@@ -137,8 +143,14 @@ def stack(variant: str, workdir: Path) -> Iterator[Stack]:
         )
         llm = FakeLLMServer(processes.free_port()).start()
         stack_.callback(llm.stop)
+        otlp = OtlpReceiver().start()
+        stack_.callback(otlp.stop)  # after the processes have stopped and flushed
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "REDIS_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("POSTGRES_", "REDIS_", "OTEL_", "PROMETHEUS_", "SERVICE_NAME"))
+        }
         env |= {
             "ENVIRONMENT": "test",
             "POSTGRES_HOST": "127.0.0.1",
@@ -155,6 +167,9 @@ def stack(variant: str, workdir: Path) -> Iterator[Stack]:
             "DATA_DIR": str(workdir / "data"),
             "TASK_TIME_LIMIT": "60",
             "PYTHONUNBUFFERED": "1",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",  # ms: spans reach the receiver soon after
+            "WORKER_METRICS_PORT": str(processes.free_port()),
         }
         procs: dict[str, processes.Proc] = {}
         if variant == "upstream-images":
@@ -171,6 +186,7 @@ def stack(variant: str, workdir: Path) -> Iterator[Stack]:
             llm,
             {"postgres": pg, "redis": rd},
             procs,
+            otlp,
         )
         try:
             procs["worker"] = processes.worker(env, logdir)

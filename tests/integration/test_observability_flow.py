@@ -1,0 +1,155 @@
+"""Observability across real processes: the backend served by uvicorn and a Celery worker with
+a prefork pool, exporting spans to an OTLP receiver in this test, logging to files.
+
+One upload and one ask must give: JSON log lines only, from both processes, with the upload's
+trace id in the backend's lines and in the worker's lines of the task it enqueued; one trace
+from the HTTP request through the Celery publish to the task run in the worker; the agent's
+spans with gen_ai attributes; task and queue metrics on the worker's own endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.samples import FIB
+from tests.support.stack import Stack
+
+REQUIRED_KEYS = {"timestamp", "level", "logger", "event", "service", "version", "environment"}
+
+
+def json_log(path: Path) -> list[dict[str, Any]]:
+    """Every line of a process's output; a line that is not a JSON object fails the test."""
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines.pop()  # being written right now
+    parsed, bad = [], []
+    for line in filter(None, lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(line)
+            continue
+        if not isinstance(record, dict) or not set(record) >= REQUIRED_KEYS:
+            bad.append(line)
+        else:
+            parsed.append(record)
+    assert not bad, f"{path.name}: lines that are not JSON log records:\n" + "\n".join(bad[:20])
+    return parsed
+
+
+def samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(url, timeout=10).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def by_name(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
+    return {s.name: s for s in spans}
+
+
+def test_one_request_is_traced_logged_and_counted_across_processes(app_stack: Stack) -> None:
+    otlp = app_stack.otlp
+    assert isinstance(otlp, OtlpReceiver)
+    with app_stack.client() as http:
+        upload = http.post(
+            "/api/v1/snippets", json={"title": "fib.py", "language": "python", "content": FIB}
+        )
+        assert upload.status_code == 202, upload.text
+        accepted = upload.json()
+        app_stack.wait_indexed(accepted["id"])
+        ask = http.post(
+            "/api/v1/coach/ask",
+            json={"question": "how is fibonacci computed?", "snippet_id": accepted["id"]},
+        )
+        assert ask.status_code == 200, ask.text
+    upload_trace, ask_trace = upload.headers["x-trace-id"], ask.headers["x-trace-id"]
+    assert ask.json()["trace_id"] == ask_trace
+
+    # One trace from the HTTP request through the Celery message to the worker's run.
+    otlp.wait_for(
+        lambda _: (
+            {"run/coach.index_snippet", "apply_async/coach.index_snippet"}
+            <= set(by_name(otlp.trace(upload_trace)))
+            and "coach.generate" in by_name(otlp.trace(ask_trace))
+        ),
+        seconds=60,
+        what="the upload's and the ask's spans at the OTLP receiver",
+    )
+    uploaded = by_name(otlp.trace(upload_trace))
+    server = uploaded["POST /api/v1/snippets"]
+    publish = uploaded["apply_async/coach.index_snippet"]
+    run = uploaded["run/coach.index_snippet"]
+    assert (server.kind, server.service) == ("server", "coach-backend")
+    assert (publish.kind, publish.service) == ("producer", "coach-backend")
+    assert (run.kind, run.service) == ("consumer", "coach-worker")
+    assert run.parent_id == publish.span_id, "the worker continues the backend's trace"
+    assert "s3 PutObject" in uploaded, "the backend's object store call"
+    in_worker = {s.name for s in uploaded.values() if s.service == "coach-worker"}
+    assert "s3 GetObject" in in_worker, in_worker
+    assert any(
+        "db.system" in s.attributes or "db.system.name" in s.attributes
+        for s in uploaded.values()
+        if s.service == "coach-worker"
+    ), "the worker's database calls are traced"
+
+    asked = by_name(otlp.trace(ask_trace))
+    ask_server = asked["POST /api/v1/coach/ask"]
+    for step in ("coach.retrieve", "coach.prompt", "coach.generate"):
+        assert asked[step].parent_id == ask_server.span_id, step
+    generate = asked["coach.generate"]
+    usage = ask.json()["usage"]
+    assert generate.attributes["gen_ai.system"] == "openai"
+    assert generate.attributes["gen_ai.operation.name"] == "chat"
+    assert generate.attributes["gen_ai.request.model"] == "fake-coach-1"
+    assert generate.attributes["gen_ai.response.model"] == "fake-coach-1"
+    assert generate.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert generate.attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    llm_calls = [s for s in asked.values() if s.parent_id == generate.span_id]
+    assert [s.kind for s in llm_calls] == ["client"], "the chat completion call over httpx"
+    assert asked["coach.retrieve"].attributes["coach.retrieve.hits"] == 1
+
+    # Logs: JSON only, from both processes, the trace id in both.
+    backend, worker = (json_log(app_stack.procs[name].log) for name in ("backend", "worker"))
+    assert {line["service"] for line in backend} == {"coach-backend"}
+    assert {line["service"] for line in worker} == {"coach-worker"}
+    access = [
+        line
+        for line in backend
+        if line["logger"] == "uvicorn.access" and line.get("trace_id") == upload_trace
+    ]
+    assert [(a["method"], a["path"], a["status"]) for a in access] == [
+        ("POST", "/api/v1/snippets", 202)
+    ]
+    assert access[0]["request_id"] == upload.headers["x-request-id"]
+    task_lines = [line for line in worker if line.get("trace_id") == upload_trace]
+    assert {line.get("task_id") for line in task_lines} == {accepted["task_id"]}
+    assert {"snippet indexed"} <= {line["event"] for line in task_lines}
+    assert any(line["event"].endswith("ready.") for line in worker)
+    assert any(line["event"] == "worker starting" for line in worker), "the banner, as a line"
+
+    # Metrics: the worker's own endpoint sums its pool process; the backend's has the rest.
+    on_worker = samples(app_stack.worker_metrics_url)
+    succeeded = {"task": "coach.index_snippet", "state": "succeeded"}
+    assert on_worker[("celery_tasks_total", frozenset(succeeded.items()))] >= 1
+    assert on_worker[("celery_queue_length", frozenset({("queue", "coach")}))] >= 0
+    assert on_worker[("snippets_indexed_total", frozenset())] >= 1
+    heartbeat = on_worker[("coach_worker_heartbeat_timestamp_seconds", frozenset())]
+    assert time.time() - heartbeat < 60
+    built = [k for k in on_worker if k[0] == "coach_build_info"]
+    assert [dict(labels)["service"] for _, labels in built] == ["coach-worker"]
+    on_backend = samples(f"{app_stack.base_url}/metrics")
+    ok = {"model": "fake-coach-1", "status": "ok"}
+    assert on_backend[("llm_requests_total", frozenset(ok.items()))] >= 1
+    created = {"method": "POST", "route": "/api/v1/snippets", "status": "202"}
+    assert on_backend[("http_requests_total", frozenset(created.items()))] >= 1
