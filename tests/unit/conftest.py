@@ -10,27 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from coach.settings import get_settings
-
-EMBEDDED_ENV_KEYS = (
-    "POSTGRES_HOST",
-    "REDIS_HOST",
-    "QDRANT_URL",
-    "S3_ENDPOINT_URL",
-    "LLM_BASE_URL",
-    "EMBEDDING_PROVIDER",
-    # Observability: nothing from the developer's shell may export spans or change the logs.
-    "SERVICE_NAME",
-    "OBSERVABILITY_ENABLED",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_SDK_DISABLED",
-    "PROMETHEUS_MULTIPROC_DIR",
-    "LOG_FORMAT",
-    "LOG_LEVEL",
-    "LOG_LEVELS",
-    "LOG_FILE",
-)
+from tests.support.embedded import EMBEDDED_ENV_KEYS
 
 
 @pytest.fixture
