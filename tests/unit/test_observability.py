@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 from fastapi.testclient import TestClient
@@ -25,7 +27,7 @@ from coach import log, metrics, multiprocess, tracing
 from coach.llm import LLMError
 from coach.settings import Settings, get_settings
 from tests.support.otlp import OtlpReceiver, otlp_receiver
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, Proc, free_port, python, run_migrate, wait_until
 from tests.support.samples import FIB
 from tests.unit.test_api_embedded import upload
 
@@ -233,6 +235,63 @@ def test_multiprocess_mode_sums_the_processes(tmp_path: Path) -> None:
     assert "llm_up 1.0" in text  # the most recent value, not a sum
     python(start + record.format(n=1, up=1), **env)  # a restart: the earlier run's files go
     assert "snippets_indexed_total 1.0" in python(scrape_, **env)
+
+
+def test_gunicorn_workers_share_one_metrics_endpoint_and_log_json(
+    embedded_env: Path, tmp_path: Path
+) -> None:
+    """The image's server: gunicorn's config, two uvicorn workers, multiprocess metrics, and
+    gunicorn's own lines through the JSON logger class too."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR",)},
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+        "WEB_CONCURRENCY": "2",
+    }
+    (tmp_path / "prometheus").mkdir()
+    run_migrate(env)  # embedded SQLite: one migrator, not one per worker
+    server = Proc(
+        "gunicorn",
+        python(
+            "-m",
+            "gunicorn",
+            "--config",
+            "backend/gunicorn.conf.py",
+            "--logger-class",
+            "backend.gunicorn_logger.JsonLogger",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "backend.app:app",
+        ),
+        env,
+        tmp_path,
+    ).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            if not server.alive():
+                raise RuntimeError(f"gunicorn exited:\n{server.tail()}")
+            try:
+                return httpx.get(f"{base}/health/live", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, seconds=60, what="gunicorn answering")
+        with httpx.Client(base_url=base, timeout=10) as http:
+            for _ in range(20):  # new connections: both workers take some
+                assert httpx.get(f"{base}/api/v1/snippets", timeout=10).status_code == 200
+            scrapes = [http.get("/metrics").text for _ in range(4)]
+    finally:
+        server.stop()
+    series = 'http_requests_total{method="GET",route="/api/v1/snippets",status="200"} 20.0'
+    assert all(series in text for text in scrapes), "every scrape sums both workers"
+    assert len(list((tmp_path / "prometheus").glob("counter_*.db"))) >= 2
+    lines = json_lines(server.log.read_text())
+    gunicorn_events = [line["event"] for line in lines if line["logger"] == "gunicorn.error"]
+    assert gunicorn_events[0].startswith("Starting gunicorn"), gunicorn_events
+    assert sum(event.startswith("Booting worker") for event in gunicorn_events) == 2
+    assert any(line["logger"] == "uvicorn.access" and line.get("trace_id") for line in lines)
 
 
 def test_the_default_multiprocess_dir_is_exported_and_emptied(tmp_path: Path) -> None:
