@@ -7,6 +7,8 @@ import asyncio
 import json
 import sys
 
+import structlog
+
 from coach.settings import get_settings
 
 
@@ -24,10 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "settings":
         print(json.dumps(settings.masked(), indent=2, default=str))
         return 0
+    from coach.log import configure  # noqa: PLC0415 - only this command logs
     from coach.migrate import migrate  # noqa: PLC0415 - only this command needs alembic
 
+    configure(settings)  # alembic's lines and ours as JSON, like every service's
     before, after = asyncio.run(migrate(settings))
-    print(f"database schema: {before or 'empty'} -> {after}")
+    structlog.get_logger("coach.migrate").info(
+        f"database schema: {before or 'empty'} -> {after}", before=before, after=after
+    )
     return 0
 
 
