@@ -92,7 +92,9 @@ def _before_task_modules(**_: Any) -> None:
     settings = get_settings()
     configure_logging(settings)  # early enough for Celery's own start-up warnings
     if settings.service_name == WORKER_SERVICE:
-        # Pool processes write their metrics to files there, the parent serves their sum.
+        # Pool processes write their metrics to files there, the parent serves their sum. Keyed
+        # on the role, not the command: beat sends this signal too (so do `celery shell` and
+        # `celery report`, which in a worker's container would empty its metric files).
         multiprocess.prepare(default=METRICS_DIR)
 
 
