@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     # Worker
     task_time_limit: int = Field(default=300, ge=10)
     worker_heartbeat_file: Path = Path("/tmp/coach-worker.heartbeat")  # noqa: S108 - tmpfs by design
+    beat_lock_ttl: int = Field(default=60, ge=3, description="Seconds a dead beat's lock lasts.")
 
     # Embedded-mode data (SQLite, Qdrant local files, objects)
     data_dir: Path = Path(".state/embedded")

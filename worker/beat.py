@@ -18,7 +18,6 @@ from worker.heartbeat import touch
 
 log = structlog.get_logger(__name__)
 LOCK_NAME = "coach:beat:lock"
-LOCK_TTL_S = 60
 
 
 class SingleBeatScheduler(PersistentScheduler):  # type: ignore[misc]
@@ -27,25 +26,26 @@ class SingleBeatScheduler(PersistentScheduler):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._settings = get_settings()
         self._lock: Lock | None = None
+        self._ttl = self._settings.beat_lock_ttl
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
         url = self._settings.redis_url
         if url is not None:
             client = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
-            self._lock = client.lock(LOCK_NAME, timeout=LOCK_TTL_S, thread_local=False)
+            self._lock = client.lock(LOCK_NAME, timeout=self._ttl, thread_local=False)
             holder = f"{socket.gethostname()}:{os.getpid()}"
-            while not self._lock.acquire(blocking=True, blocking_timeout=LOCK_TTL_S, token=holder):
+            while not self._lock.acquire(blocking=True, blocking_timeout=self._ttl, token=holder):
                 log.warning("another beat holds the schedule lock; waiting", lock=LOCK_NAME)
             log.info("beat lock acquired", lock=LOCK_NAME, holder=holder)
         super().setup_schedule()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        if self._lock is not None and not self._lock.extend(LOCK_TTL_S, replace_ttl=True):
+        if self._lock is not None and not self._lock.extend(self._ttl, replace_ttl=True):
             raise SystemExit("beat lost its schedule lock; exiting so only one beat runs")
         touch(self._settings.worker_heartbeat_file)
-        # Tick at least every 10 s so the lock and the heartbeat stay fresh.
-        return min(float(super().tick(*args, **kwargs)), 10.0)
+        # Tick well within the lock's TTL so the lock and the heartbeat stay fresh.
+        return min(float(super().tick(*args, **kwargs)), self._ttl / 3, 10.0)
 
     def close(self) -> None:
         super().close()
