@@ -195,6 +195,26 @@ class VectorStore:
             for p in result.points
         ]
 
+    def point_payload(self, collection: str, point_id: uuid.UUID) -> dict[str, Any] | None:
+        """One point's payload, or None when the point does not exist."""
+        with self._client() as client:
+            found = client.retrieve(collection, ids=[str(point_id)], with_payload=True)
+        return dict(found[0].payload or {}) if found else None
+
+    def delete_points(self, collection: str, ids: list[uuid.UUID]) -> None:
+        with self._client() as client:
+            client.delete(
+                collection,
+                points_selector=models.PointIdsList(points=[str(i) for i in ids]),
+                wait=True,
+            )
+
+    def vector_size(self, collection: str) -> int | None:
+        """The collection's vector size (None for named or sparse vector layouts)."""
+        with self._client() as client:
+            params = client.get_collection(collection).config.params.vectors
+        return params.size if isinstance(params, models.VectorParams) else None
+
     def count(self, collection: str | None = None) -> int:
         with self._client() as client:
             return client.count(collection or self.alias, exact=True).count
