@@ -62,6 +62,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     APP_VERSION=${VERSION} \
+    APP_REVISION=${REVISION} \
     DATA_DIR=/tmp/coach \
     WORKER_HEARTBEAT_FILE=/tmp/coach-heartbeat
 WORKDIR /app

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
 from coach.errors import CoachError
+from coach.llm import LLMError
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,8 @@ def _which_dependency(exc: BaseException) -> str:
     traceback's modules tell which client failed."""
     if isinstance(exc, DBAPIError):
         return "database"
+    if isinstance(exc, LLMError):
+        return "the LLM API"
     if isinstance(exc, BrokerError | RedisConnectionError | RedisTimeoutError):
         return "redis"
     files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__)]
@@ -111,7 +114,9 @@ def install(app: FastAPI) -> None:
         BrokerError,
         RedisConnectionError,
         RedisTimeoutError,
-        ConnectionRefusedError,
+        ConnectionError,
+        TimeoutError,
+        LLMError,
     ):
         app.add_exception_handler(exc_type, dependency_down)
     app.add_exception_handler(Exception, unexpected)

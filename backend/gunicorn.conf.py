@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "uvicorn_worker.UvicornWorker"
@@ -19,3 +21,21 @@ errorlog = "-"
 forwarded_allow_ips = "*"  # behind nginx on a private network
 # gunicorn's control socket defaults to $HOME, which is not writable (read-only root).
 control_socket = "/tmp/gunicorn.ctl"  # noqa: S108 - the container's tmpfs
+
+# gunicorn's own lines (master and workers) as JSON too, from its first line on.
+logger_class = "backend.gunicorn_logger.JsonLogger"
+
+
+def on_starting(server: Any) -> None:
+    """Once, in the master, before any worker imports the app: the directory where every
+    worker writes its metrics (one summed /metrics), emptied of an earlier run's files."""
+    from coach import multiprocess  # noqa: PLC0415 - before prometheus_client is imported
+
+    multiprocess.prepare(default=Path("/tmp/prometheus-backend"))  # noqa: S108 - tmpfs
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live* gauges go with it (none today; keeps a future one right)."""
+    from prometheus_client import multiprocess  # noqa: PLC0415
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

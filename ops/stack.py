@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,12 @@ def up(project: Project, *, build: bool = True, wait_timeout: int = 300) -> UpRe
     resolved, left_out, notes = prepare(project)
     for note in notes:
         say(note)
+    if "observability" in project.profiles and "jaeger" not in left_out:
+        # Traces leave the app only when there is a Jaeger to receive them.
+        project = dataclasses.replace(
+            project,
+            overrides=(*project.overrides, ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318")),
+        )
     wanted = [s for s in project.services() if s not in left_out]
     if project.env == "prod":
         _external_volumes(project)

@@ -176,7 +176,9 @@ def test_llm_failures_are_counted_and_health_sets_llm_up(
 
     monkeypatch.setattr(runtime.llm, "generate", failing)
     before = scrape(client)
-    assert client.post("/api/v1/coach/ask", json=ASK).status_code >= 500
+    refused = client.post("/api/v1/coach/ask", json=ASK)
+    assert refused.status_code == 503, "a provider outage is a dependency down, not a bug"
+    assert refused.json()["detail"] == "the LLM API is unavailable; retry shortly"
     after = scrape(client)
     labels = {"model": "extractive-v1", "status": "error"}
     assert value(after, "llm_requests_total", **labels) == (
