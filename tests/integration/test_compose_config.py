@@ -19,14 +19,16 @@ APP_SERVICES = {"backend", "celery-worker", "celery-beat", "migrate"}
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any],
-                                                                 list[str]]:
+def rendered(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     root = tmp_path_factory.mktemp("prod")
     written = secrets.generate("prod", root=root)
     env_file = root / ".env.prod"
     shutil.copy(COMPOSE_DIR / ".env.prod.example", env_file)
-    prod = Project("prod", overrides=(("SECRETS_DIR", str(root / "prod")),
-                                      ("PROD_ENV_FILE", str(env_file))))
+    prod = Project(
+        "prod", overrides=(("SECRETS_DIR", str(root / "prod")), ("PROD_ENV_FILE", str(env_file)))
+    )
     dev = Project("dev")
     secrets.generate("dev")
     prod_values = [w.path.read_text().strip() for w in written if w.path.read_text().strip()]
@@ -51,17 +53,23 @@ def test_prod_reads_env_file_and_secrets_and_runs_as_production(rendered: Any) -
         assert env["ENVIRONMENT"] == "production", name
         assert env["QUESTION_RETENTION_DAYS"] == "90", f"{name} did not read .env.prod"
         assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
-        assert not any(k.endswith(("PASSWORD", "_KEY")) and not k.endswith("_FILE")
-                       and k != "S3_ACCESS_KEY_ID" for k in env), f"{name}: plaintext secret"
+        assert not any(
+            k.endswith(("PASSWORD", "_KEY")) and not k.endswith("_FILE") and k != "S3_ACCESS_KEY_ID"
+            for k in env
+        ), f"{name}: plaintext secret"
         assert {s["source"] for s in prod["services"][name]["secrets"]} >= {
-            "postgres_password", "redis_password", "minio_root_password", "llm_api_key"}
+            "postgres_password",
+            "redis_password",
+            "minio_root_password",
+            "llm_api_key",
+        }
 
 
 def test_prod_publishes_only_nginx_and_mounts_no_source(rendered: Any) -> None:
     prod, _, _ = rendered
     published = {name for name, s in prod["services"].items() if s.get("ports")}
     assert published == {"nginx"}
-    for name, service in prod["services"].items():
+    for service in prod["services"].values():
         binds = [v for v in service.get("volumes", []) if v["type"] == "bind"]
         assert not [b for b in binds if b["source"].endswith(("/coach", "/backend", "/worker"))]
     assert all(v.get("external") for v in prod["volumes"].values()), "down -v must not delete"
@@ -76,8 +84,7 @@ def test_prod_hardening_where_the_image_allows(rendered: Any) -> None:
         assert "no-new-privileges:true" in service.get("security_opt", []), name
 
 
-def test_dev_publishes_data_ports_on_loopback_only_and_has_no_prod_secret(
-        rendered: Any) -> None:
+def test_dev_publishes_data_ports_on_loopback_only_and_has_no_prod_secret(rendered: Any) -> None:
     prod, dev, prod_values = rendered
     for name in DATA_SERVICES:
         ports = dev["services"][name].get("ports", [])
@@ -85,9 +92,13 @@ def test_dev_publishes_data_ports_on_loopback_only_and_has_no_prod_secret(
     dev_text = json.dumps(dev)
     assert prod_values and not any(value in dev_text for value in prod_values)
     prod_dirs = {str(Path(s["file"]).parent) for s in prod["secrets"].values()}
-    dev_dirs = {str(Path(s["file"]).parent) for s in dev["secrets"].values()
-                if "build-ca" not in s["file"] and "no-extra-ca" not in s["file"]}
+    dev_dirs = {
+        str(Path(s["file"]).parent)
+        for s in dev["secrets"].values()
+        if "build-ca" not in s["file"] and "no-extra-ca" not in s["file"]
+    }
     assert not prod_dirs & dev_dirs
-    assert all(dev["services"][n]["environment"].get("ENVIRONMENT") == "development"
-               for n in APP_SERVICES)
+    assert all(
+        dev["services"][n]["environment"].get("ENVIRONMENT") == "development" for n in APP_SERVICES
+    )
     assert "restart" not in dev["services"]["backend"]

@@ -16,8 +16,10 @@ def test_generate_creates_keeps_and_forces(tmp_path: Path) -> None:
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     before = {p.name: p.read_text() for p in directory.iterdir()}
     assert before["llm_api_key"] == "sk-1"
-    assert len(before["postgres_password"]) >= 40 and before["postgres_password"] != \
-        before["redis_password"]
+    assert (
+        len(before["postgres_password"]) >= 40
+        and before["postgres_password"] != before["redis_password"]
+    )
 
     again = secrets.generate("prod", root=tmp_path)
     assert {w.action for w in again} == {"kept"}
