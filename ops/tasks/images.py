@@ -79,12 +79,16 @@ def pull(c: Context, image: list[str] | None = None) -> None:
 
 
 @task(
-    help={"output": f"Tarball to write (default {DEFAULT_ARCHIVE.relative_to(STATE_DIR.parent)})."}
+    iterable=["image"],
+    help={
+        "output": f"Tarball to write (default {DEFAULT_ARCHIVE.relative_to(STATE_DIR.parent)}).",
+        "image": "Only this *_IMAGE variable (repeatable). Default: every image.",
+    },
 )
 @exits_cleanly
-def save(c: Context, output: str = str(DEFAULT_ARCHIVE)) -> None:
+def save(c: Context, output: str = str(DEFAULT_ARCHIVE), image: list[str] | None = None) -> None:
     """Save every available image (pinned or baked) into one tarball for an air-gapped host."""
-    resolved = resolve()
+    resolved = resolve(image or None)
     refs, size = archive.save(resolved, Path(output))
     print_resolved(resolved)
     print(f"\nsaved {len(refs)} images, {megabytes(size)}, to {output}")
