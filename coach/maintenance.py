@@ -154,7 +154,7 @@ async def _reindex(
     if previous is not None and previous != name:
         await asyncio.to_thread(vectors.drop, previous)
         dropped.append(previous)
-    caught_up = await _catch_up(rt, name, since - CATCH_UP_MARGIN)
+    caught_up = await _catch_up(rt, name, since - CATCH_UP_MARGIN, batch)
     result = ReindexResult(
         name,
         previous,
@@ -213,7 +213,10 @@ def _in_progress(
     return found, dropped
 
 
-async def _chunks_after(rt: Runtime, last_id: uuid.UUID | None, batch: int) -> list[ChunkRow]:
+async def _chunks_after(
+    rt: Runtime, last_id: uuid.UUID | None, batch: int, *, changed_since: datetime | None = None
+) -> list[ChunkRow]:
+    """The next batch of chunks in id order (of snippets changed since then, if given)."""
     async with rt.sessions() as session:
         query = (
             select(Chunk, Snippet.title, Snippet.language)
@@ -223,6 +226,8 @@ async def _chunks_after(rt: Runtime, last_id: uuid.UUID | None, batch: int) -> l
         )
         if last_id is not None:
             query = query.where(Chunk.id > last_id)
+        if changed_since is not None:
+            query = query.where(Snippet.updated_at >= changed_since)
         return [(c, title, language) for c, title, language in (await session.execute(query))]
 
 
@@ -234,26 +239,22 @@ async def _points(rt: Runtime, rows: list[ChunkRow]) -> list[Point]:
     ]
 
 
-async def _catch_up(rt: Runtime, collection: str, since: datetime) -> int:
+async def _catch_up(rt: Runtime, collection: str, since: datetime, batch: int) -> int:
     """Snippets indexed while the run went on wrote into the old collection, maybe after this
     run had read past their chunks: write them again into the new one, now behind the alias
-    (idempotent: point ids derive from content), and drop their stale points."""
-    async with rt.sessions() as session:
-        changed = list(await session.scalars(select(Snippet.id).where(Snippet.updated_at >= since)))
-    rewritten = 0
-    for snippet_id in changed:
-        async with rt.sessions() as session:
-            query = (
-                select(Chunk, Snippet.title, Snippet.language)
-                .join(Snippet, Snippet.id == Chunk.snippet_id)
-                .where(Chunk.snippet_id == snippet_id)
-            )
-            rows = [(c, t, lang) for c, t, lang in (await session.execute(query))]
-        points = await _points(rt, rows)
-        await asyncio.to_thread(rt.vectors.upsert, points, collection)
-        await asyncio.to_thread(rt.vectors.delete_snippet, snippet_id, {c.id for c, _, _ in rows})
-        rewritten += len(points)
-    return rewritten
+    (idempotent: point ids derive from content), and drop their points of chunks that are no
+    more. Batched like the main loop, with one delete at the end."""
+    last_id: uuid.UUID | None = None
+    snippet_ids: set[uuid.UUID] = set()
+    current: list[uuid.UUID] = []
+    while rows := await _chunks_after(rt, last_id, batch, changed_since=since):
+        await asyncio.to_thread(rt.vectors.upsert, await _points(rt, rows), collection)
+        last_id = rows[-1][0].id
+        snippet_ids.update(c.snippet_id for c, _, _ in rows)
+        current += [c.id for c, _, _ in rows]
+    if snippet_ids:
+        await asyncio.to_thread(rt.vectors.delete_stale, collection, snippet_ids, set(current))
+    return len(current)
 
 
 async def purge_questions(rt: Runtime, *, older_than_days: int) -> int:

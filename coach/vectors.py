@@ -201,6 +201,23 @@ class VectorStore:
             found = client.retrieve(collection, ids=[str(point_id)], with_payload=True)
         return dict(found[0].payload or {}) if found else None
 
+    def delete_stale(
+        self, collection: str, snippet_ids: set[uuid.UUID], keep: set[uuid.UUID]
+    ) -> None:
+        """Remove the points of these snippets except `keep`, in one request."""
+        selector = models.Filter(
+            must=[
+                models.FieldCondition(
+                    key="snippet_id", match=models.MatchAny(any=[str(s) for s in snippet_ids])
+                )
+            ],
+            must_not=[models.HasIdCondition(has_id=[str(k) for k in keep])] if keep else [],
+        )
+        with self._client() as client:
+            client.delete(
+                collection, points_selector=models.FilterSelector(filter=selector), wait=True
+            )
+
     def delete_points(self, collection: str, ids: list[uuid.UUID]) -> None:
         with self._client() as client:
             client.delete(

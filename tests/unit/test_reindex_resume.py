@@ -4,6 +4,7 @@ first batch is continued by the next one into the same collection, and only then
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from pathlib import Path
 
@@ -89,6 +90,43 @@ def test_an_abandoned_run_is_dropped_when_a_fresh_one_is_asked(embedded_env: Pat
             assert rt.vectors.count() == chunks
             hits = rt.vectors.search(rt.embedder.embed(["f_3"])[0], top_k=1)
             assert hits and hits[0].snippet_id != uuid.UUID(int=0)
+        finally:
+            await rt.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_snippet_indexed_during_the_run_is_caught_up_after_the_swap(embedded_env: Path) -> None:
+    """Indexed into the old collection once the run has read past where its chunks sort: only
+    the catch-up after the swap puts it into the new collection."""
+
+    def index_another() -> None:
+        async def work() -> None:
+            other = Runtime.create(get_settings(), pooled=False)
+            try:
+                late = await snippets.create(
+                    other, title="late", language="python", raw=_source("late", 200)
+                )
+                await snippets.index(other, late.id)
+            finally:
+                await other.close()
+
+        worker = threading.Thread(target=lambda: asyncio.run(work()))
+        worker.start()
+        worker.join()
+
+    async def scenario() -> None:
+        rt, chunks = await _runtime_with_chunks()
+        try:
+
+            def at_the_end(progress: ReindexProgress) -> None:
+                if progress.written == progress.total:
+                    index_another()
+
+            result = await maintenance.reindex(rt, batch=4, on_batch=at_the_end)
+            total = await maintenance.chunk_count(rt)
+            assert total > chunks and result.caught_up >= total - chunks
+            assert rt.vectors.count() == total, "every chunk, the late ones too"
         finally:
             await rt.close()
 
