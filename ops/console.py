@@ -13,6 +13,11 @@ def say(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
+def echo(argv: Sequence[str | Path]) -> None:
+    """The command about to run, as a shell would take it (for commands we start ourselves)."""
+    print(f"$ {shlex.join(str(a) for a in argv)}", file=sys.stderr, flush=True)
+
+
 def run(
     argv: Sequence[str | Path],
     *,
@@ -26,7 +31,7 @@ def run(
     """Run a command without a shell; echo it unless quiet; raise CommandError on failure."""
     args = [str(a) for a in argv]
     if not quiet:
-        print(f"$ {shlex.join(args)}", file=sys.stderr, flush=True)
+        echo(args)
     try:
         done = subprocess.run(
             args,

@@ -1,0 +1,319 @@
+"""What backup, restore and reindex operate on: a "target" answers three questions.
+
+1. Where does PostgreSQL run? A container id: pg_dump, pg_restore and psql run inside it
+   (`docker exec`), the server's own client version, over its local socket (no password).
+2. What are the app's settings, as seen from this host? Objects and vectors are reached through
+   coach.objects / coach.vectors configured from them.
+3. How are the writers (backend, worker, beat) stopped and started again around a restore?
+
+Two kinds: the compose stack (`ComposeTarget`) and a bare postgres container with explicit
+settings and writer callables (`ContainerTarget`, what the tests and other deployments use).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from coach.settings import Settings
+from ops.compose import Project
+from ops.console import run, say
+from ops.events import OpsError
+
+WRITERS = ("backend", "celery-worker", "celery-beat")
+OVERRIDE_PREFIX = "COACH_TARGET_"  # COACH_TARGET_S3_ENDPOINT_URL=... wins over the stack's value
+
+
+class TargetError(OpsError):
+    pass
+
+
+class Target(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def db_user(self) -> str: ...
+    @property
+    def db_name(self) -> str: ...
+    @property
+    def can_stop_writers(self) -> bool: ...
+    def postgres_container(self) -> str: ...
+    def settings(self) -> Settings: ...
+    def stop_writers(self) -> list[str]:
+        """Stop whatever writes to the stores; returns what was running (to start again)."""
+        ...
+
+    def start_writers(self, stopped: list[str]) -> None: ...
+    def after_writes(self) -> None:
+        """Called after the tooling wrote into the stores from this host (ownership fixes)."""
+        ...
+
+
+class _ExactSettings(Settings):
+    """Settings from the given values only: not from this process's environment."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """The app's settings from a set of environment variables (NAME or NAME_FILE), exactly
+    as the app would read them, without this process's own environment mixed in."""
+    upper = {k.upper(): v for k, v in env.items()}
+    values: dict[str, Any] = {}
+    for name, info in Settings.model_fields.items():
+        key = info.alias or name
+        variable = key.upper()
+        if variable in upper:
+            values[key] = upper[variable]
+        elif f"{variable}_FILE" in upper:
+            path = Path(upper[f"{variable}_FILE"])
+            try:
+                values[key] = path.read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise TargetError(f"{variable}_FILE={path}: {exc.strerror}") from exc
+    return _ExactSettings(**values)
+
+
+@dataclass
+class Writers:
+    """How to stop and start the processes that write (callables: tests, systemd, k8s...)."""
+
+    stop: Callable[[], list[str]]
+    start: Callable[[list[str]], None]
+
+    @classmethod
+    def none(cls) -> Writers:
+        """The operator states that nothing writes (already stopped, or a copy of the data)."""
+        return cls(lambda: [], lambda _stopped: None)
+
+    @classmethod
+    def commands(cls, stop: str, start: str) -> Writers:
+        def stop_() -> list[str]:
+            run(shlex.split(stop))
+            return [stop]
+
+        def start_(stopped: list[str]) -> None:
+            if stopped:
+                run(shlex.split(start))
+
+        return cls(stop_, start_)
+
+
+@dataclass
+class ContainerTarget:
+    """A postgres container by id, the app's settings as environment variables, and the
+    writers as callables (None: this target cannot restore, only back up and reindex)."""
+
+    container: str
+    env: Mapping[str, str]
+    writers: Writers | None = None
+    db_user: str = "coach"
+    db_name: str = "coach"
+
+    @property
+    def name(self) -> str:
+        return f"postgres container {self.container[:12]}"
+
+    @property
+    def can_stop_writers(self) -> bool:
+        return self.writers is not None
+
+    def postgres_container(self) -> str:
+        return self.container
+
+    def settings(self) -> Settings:
+        return settings_from_env(self.env)
+
+    def stop_writers(self) -> list[str]:
+        if self.writers is None:
+            raise TargetError(f"{self.name}: no way to stop the writers was given")
+        return self.writers.stop()
+
+    def start_writers(self, stopped: list[str]) -> None:
+        if self.writers is not None:
+            self.writers.start(stopped)
+
+    def after_writes(self) -> None:
+        pass
+
+
+@dataclass
+class ComposeTarget:
+    """The compose stack. Data services are reached on the ports the development override
+    publishes on 127.0.0.1; production publishes none, so there COACH_TARGET_<NAME> variables
+    (e.g. COACH_TARGET_S3_ENDPOINT_URL through an SSH tunnel) say where they are. Where the
+    stack runs on local stores (no Qdrant/MinIO image), DATA_DIR is the volume's mountpoint."""
+
+    project: Project
+    overrides: Mapping[str, str] = field(
+        default_factory=lambda: {
+            k.removeprefix(OVERRIDE_PREFIX): v
+            for k, v in os.environ.items()
+            if k.startswith(OVERRIDE_PREFIX)
+        }
+    )
+    healthy_within_s: float = 180
+    _config: dict[str, Any] | None = None
+    _data_dir: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"compose project {self.project.name}"
+
+    @property
+    def can_stop_writers(self) -> bool:
+        return True
+
+    @property
+    def db_user(self) -> str:
+        return str(self._service_env("postgres").get("POSTGRES_USER") or "postgres")
+
+    @property
+    def db_name(self) -> str:
+        return str(self._service_env("postgres").get("POSTGRES_DB") or self.db_user)
+
+    def config(self) -> dict[str, Any]:
+        if self._config is None:
+            self._config = self.project.config()
+        return self._config
+
+    def _service_env(self, service: str) -> dict[str, str]:
+        spec = self.config().get("services", {}).get(service, {})
+        return {k: "" if v is None else str(v) for k, v in (spec.get("environment") or {}).items()}
+
+    def postgres_container(self) -> str:
+        found = self.project.run("ps", "-q", "postgres", capture=True, quiet=True).stdout.split()
+        if not found:
+            raise TargetError(f"postgres is not running in {self.name} (`invoke up` starts it)")
+        return found[0]
+
+    def settings(self) -> Settings:
+        env = self._secrets_resolved(self._service_env("backend"))
+        env.pop("REDIS_HOST", None)  # not needed here; the app's Redis is no business of ours
+        overrides = dict(self.overrides)
+        published = self._published()
+        if {"POSTGRES_HOST", "POSTGRES_PORT"} & overrides.keys():
+            env["POSTGRES_HOST"] = "127.0.0.1"  # a tunnel's local end, unless overridden too
+        else:
+            host, port = self._reachable(
+                published, env.get("POSTGRES_HOST", ""), int(env.get("POSTGRES_PORT") or 5432)
+            )
+            env |= {"POSTGRES_HOST": host, "POSTGRES_PORT": str(port)}
+        for variable in ("QDRANT_URL", "S3_ENDPOINT_URL"):
+            if env.get(variable) and variable not in overrides:
+                env[variable] = self._reachable_url(published, env[variable])
+        env |= overrides
+        if not (env.get("QDRANT_URL") and env.get("S3_ENDPOINT_URL")):
+            self._data_dir = self._volume_dir(env.get("DATA_DIR", ""))
+            env["DATA_DIR"] = str(self._data_dir)
+        return settings_from_env(env)
+
+    def _secrets_resolved(self, env: dict[str, str]) -> dict[str, str]:
+        """NAME_FILE=/run/secrets/x -> NAME=<contents of x's file on this host>."""
+        secrets = self.config().get("secrets", {})
+        out: dict[str, str] = {}
+        for key, value in env.items():
+            if key.endswith("_FILE") and value.startswith("/run/secrets/"):
+                source = secrets.get(value.removeprefix("/run/secrets/"), {}).get("file")
+                if not source:
+                    raise TargetError(f"{key}={value}: no such secret file in {self.name}")
+                out[key.removesuffix("_FILE")] = Path(source).read_text().rstrip("\r\n")
+            else:
+                out[key] = value
+        return out
+
+    def _published(self) -> dict[str, dict[int, int]]:
+        """service -> {container port: port published on this host}."""
+        ports: dict[str, dict[int, int]] = {}
+        for row in self.project.ps():
+            for pub in row.get("Publishers") or []:
+                if pub.get("PublishedPort"):
+                    ports.setdefault(row["Service"], {})[int(pub["TargetPort"])] = int(
+                        pub["PublishedPort"]
+                    )
+        return ports
+
+    def _reachable(
+        self, published: dict[str, dict[int, int]], host: str, port: int
+    ) -> tuple[str, int]:
+        if host not in self.config().get("services", {}):
+            return host, port  # outside the stack (a managed service): reachable as it is
+        if port not in published.get(host, {}):
+            raise TargetError(
+                f"service {host} publishes no port to this host in {self.name} (production "
+                f"publishes none): set {OVERRIDE_PREFIX}<VARIABLE> to an address reachable from "
+                "here, e.g. through an SSH tunnel"
+            )
+        return "127.0.0.1", published[host][port]
+
+    def _reachable_url(self, published: dict[str, dict[int, int]], url: str) -> str:
+        parts = urlsplit(url)
+        default = 443 if parts.scheme == "https" else 80
+        host, port = self._reachable(published, parts.hostname or "", parts.port or default)
+        return urlunsplit(parts._replace(netloc=f"{host}:{port}"))
+
+    def _volume_dir(self, data_dir: str) -> Path:
+        """The host directory of the named volume mounted at the app's DATA_DIR."""
+        backend = self.config()["services"]["backend"]
+        for mount in backend.get("volumes") or []:
+            if mount.get("type") == "volume" and data_dir and mount.get("target") == data_dir:
+                volume = self.config().get("volumes", {}).get(mount["source"], {})
+                name = volume.get("name") or f"{self.project.name}_{mount['source']}"
+                done = run(
+                    ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", name],
+                    capture=True,
+                    quiet=True,
+                )
+                return Path(done.stdout.strip())
+        raise TargetError(
+            f"the app in {self.name} keeps objects or vectors in DATA_DIR={data_dir or '(unset)'}"
+            ", which is no volume this host can read"
+        )
+
+    def stop_writers(self) -> list[str]:
+        running = {row["Service"] for row in self.project.ps() if row.get("State") == "running"}
+        stopped = [s for s in WRITERS if s in running]
+        if stopped:
+            self.project.run("stop", *stopped)
+        return stopped
+
+    def start_writers(self, stopped: list[str]) -> None:
+        if not stopped:
+            return
+        from ops.stack import unhealthy  # noqa: PLC0415 - only restores need it
+
+        self.project.run("start", *stopped)
+        deadline = time.monotonic() + self.healthy_within_s
+        while failed := unhealthy(self.project, stopped):
+            if time.monotonic() > deadline:
+                raise TargetError(f"not healthy after the restore: {', '.join(failed)}")
+            time.sleep(3)
+        say(f"healthy again: {', '.join(stopped)}")
+
+    def after_writes(self) -> None:
+        """Files this tool wrote into a local-stores volume belong to the app's user, as
+        the rest of the volume does, or the app could not update them afterwards."""
+        if self._data_dir is None:
+            return
+        owner = self._data_dir.stat()
+        for path in [self._data_dir, *self._data_dir.rglob("*")]:
+            stat = path.lstat()
+            if (stat.st_uid, stat.st_gid) != (owner.st_uid, owner.st_gid):
+                os.lchown(path, owner.st_uid, owner.st_gid)
