@@ -1,0 +1,174 @@
+"""Backup and restore against the running app (real PostgreSQL, a Celery worker and the backend
+as host processes, objects in S3): every row and every object comes back exactly, and a backup
+that is not exactly what it was is refused before anything is touched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import obstore
+import pytest
+from obstore.store import S3Store
+
+from coach.migrate import head_revision
+from ops.backup import backup, complete_backups
+from ops.manifest import DUMP, MANIFEST, BackupCorrupt, verify
+from ops.restore import restore
+from tests.support.ops_target import (
+    delete_object,
+    object_digests,
+    postgres_container_id,
+    put_object,
+    sql,
+    stack_target,
+    table_rows,
+)
+from tests.support.processes import ROOT
+from tests.support.stack import Stack, wait_ready
+
+
+def source(tag: str, lines: int) -> str:
+    return "\n".join(f"def {tag}_step_{i}(state):\n    return state + {i}" for i in range(lines))
+
+
+def ask(stack: Stack, snippet_id: str) -> dict[str, Any]:
+    with stack.client(timeout=30) as http:
+        response = http.post(
+            "/api/v1/coach/ask", json={"question": "what does step do?", "snippet_id": snippet_id}
+        )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_restore_brings_back_every_row_and_object(app_stack: Stack, tmp_path: Path) -> None:
+    ids = [app_stack.upload(f"s{i}.py", source(f"s{i}", 30 + 25 * i))["id"] for i in range(3)]
+    for sid in ids:
+        app_stack.wait_indexed(sid)
+    for sid in ids[:2]:
+        assert ask(app_stack, sid)["citations"]
+    rows, objects = table_rows(app_stack), object_digests(app_stack)
+    assert len(rows["chunks"]) > 3 and len(rows["questions"]) >= 2 and len(objects) >= 3
+
+    root = tmp_path / "backups"
+    upload_bucket = _bucket(app_stack, "coach-backups")
+    target = stack_target(app_stack)
+    made = backup(target, root, upload_to=f"s3://{upload_bucket}/nightly")
+    manifest = made.manifest
+    assert complete_backups(root) == [made.path] and not list(root.glob("*.partial"))
+    assert manifest.tables == {table: len(found) for table, found in rows.items()}
+    assert manifest.objects["count"] == len(objects)
+    assert manifest.alembic_revision == head_revision()
+    assert manifest.tools["pg_dump"].startswith("pg_dump (PostgreSQL) ")
+    assert manifest.vectors["snapshot"] is None and "rebuilds" in manifest.vectors["note"]
+    assert verify(made.path) == manifest
+    assert _uploaded(app_stack, upload_bucket, f"nightly/{made.path.name}") == {
+        *manifest.files,
+        MANIFEST,
+    }
+
+    # Everything changes: a snippet deleted (its chunks and citations with it), a title edited,
+    # a snippet added; an object deleted, another overwritten.
+    sql(app_stack, "DELETE FROM snippets WHERE id = %s", ids[0])
+    sql(app_stack, "UPDATE snippets SET title = 'renamed.py' WHERE id = %s", ids[1])
+    added = app_stack.upload("added.py", source("added", 20))["id"]
+    app_stack.wait_indexed(added)
+    delete_object(app_stack, f"snippets/{ids[2]}")
+    put_object(app_stack, f"snippets/{ids[1]}", b"overwritten\n")
+    assert table_rows(app_stack) != rows and object_digests(app_stack) != objects
+
+    restored = restore(target, made.path, yes=True, backups_root=root)
+
+    assert restored.ok, restored.checks
+    assert table_rows(app_stack) == rows, "every row, every column, as backed up"
+    assert object_digests(app_stack) == objects, "every object, byte for byte"
+    assert restored.stopped == ["backend", "worker"] and restored.vectors == "reindex"
+    assert all(app_stack.procs[name].alive() for name in ("backend", "worker"))
+    assert restored.safety_backup is not None
+    safety = verify(restored.safety_backup)
+    assert safety.tables["snippets"] == len(rows["snippets"]), "2 kept, 1 deleted, 1 added"
+    assert set(safety.object_files()) == set(objects) - {f"snippets/{ids[2]}"} | {
+        f"snippets/{added}"
+    }
+
+    wait_ready(app_stack)
+    cited = ask(app_stack, ids[0])["citations"]
+    assert cited and all(c["snippet_id"] == ids[0] for c in cited), "vectors rebuilt"
+    with app_stack.client() as http:
+        assert http.get(f"/api/v1/snippets/{added}").status_code == 404
+        assert http.get(f"/api/v1/snippets/{ids[1]}").json()["title"] == "s1.py"
+        assert http.get(f"/api/v1/snippets/{ids[1]}/content").text == source("s1", 55)
+    again = app_stack.upload("after.py", source("after", 10))["id"]
+    assert app_stack.wait_indexed(again)["status"] == "indexed", "the worker is back at work"
+
+
+def test_a_corrupted_backup_is_refused_before_anything_is_touched(
+    app_stack: Stack, tmp_path: Path
+) -> None:
+    sid = app_stack.upload("kept.py", source("kept", 10))["id"]
+    app_stack.wait_indexed(sid)
+    root = tmp_path / "backups"
+    made = backup(stack_target(app_stack), root)
+    dump = made.path / DUMP
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of one byte
+    dump.write_bytes(bytes(data))
+    sql(app_stack, "UPDATE snippets SET title = 'changed after the backup' WHERE id = %s", sid)
+    rows, objects = table_rows(app_stack), object_digests(app_stack)
+
+    calls: list[str] = []
+    with pytest.raises(BackupCorrupt, match=r"postgres\.dump: sha256 .* does not match"):
+        restore(stack_target(app_stack, calls), made.path, yes=True, backups_root=root)
+
+    assert calls == [], "the writers were never stopped"
+    assert table_rows(app_stack) == rows and object_digests(app_stack) == objects
+    assert complete_backups(root) == [made.path], "no safety backup either: nothing began"
+
+    # The command an operator runs says the same, as its last JSON line, and exits 1.
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "restore.py"),
+            str(made.path),
+            "--yes",
+            "--json",
+            "--postgres-container",
+            postgres_container_id(app_stack),
+            "--no-writers",
+            "--backups-dir",
+            str(root),
+        ],
+        env=app_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    last = json.loads(done.stdout.splitlines()[-1])
+    assert last["event"] == "error" and f"{dump}: sha256" in last["message"]
+    assert table_rows(app_stack) == rows
+
+
+def _bucket(stack: Stack, name: str) -> str:
+    """A second bucket on the stack's S3 server, for uploaded copies of backups."""
+    httpx.put(f"{stack.env['S3_ENDPOINT_URL']}/{name}", timeout=10).raise_for_status()
+    return name
+
+
+def _uploaded(stack: Stack, bucket: str, prefix: str) -> set[str]:
+    store = S3Store(
+        bucket,
+        prefix=prefix,
+        endpoint=stack.env["S3_ENDPOINT_URL"],
+        access_key_id=stack.env["S3_ACCESS_KEY_ID"],
+        secret_access_key=stack.env["S3_SECRET_ACCESS_KEY"],
+        region="us-east-1",
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
+    return {item["path"] for batch in obstore.list(store) for item in batch}

@@ -1,0 +1,320 @@
+"""The parts of backup and restore that need no running stack: manifest verification,
+retention, what a failed backup leaves behind, Qdrant snapshot calls, and how a target finds
+the app's settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from ops import backup as backups
+from ops import postgres, qdrant
+from ops.compose import Project
+from ops.events import OpsError, Reporter
+from ops.manifest import DUMP, MANIFEST, BackupCorrupt, FileEntry, Manifest, object_path, verify
+from ops.target import ComposeTarget, ContainerTarget, TargetError, settings_from_env
+
+
+def write_backup(directory: Path, files: dict[str, bytes]) -> Manifest:
+    import hashlib  # noqa: PLC0415
+
+    directory.mkdir(parents=True)
+    for name, data in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(data)
+    manifest = Manifest(
+        name=directory.name,
+        created_at=datetime.now(UTC).isoformat(),
+        app_version="0.1.0",
+        alembic_revision="0001",
+        tables={"snippets": 1, "chunks": 2, "questions": 0},
+        objects={"count": 1, "bytes": 5, "store": "s3"},
+        vectors={"mode": "local", "collection": None, "snapshot": None},
+        tools={"pg_dump": "pg_dump (PostgreSQL) 17.7"},
+        files={n: FileEntry(hashlib.sha256(d).hexdigest(), len(d)) for n, d in files.items()},
+    )
+    (directory / MANIFEST).write_text(manifest.dumps())
+    return manifest
+
+
+@pytest.fixture
+def made(tmp_path: Path) -> Path:
+    write_backup(
+        tmp_path / "20250101T030000Z",
+        {DUMP: b"PGDMP" + bytes(range(256)) * 4, "objects/snippets/a": b"print"},
+    )
+    return tmp_path / "20250101T030000Z"
+
+
+def test_a_whole_backup_verifies(made: Path) -> None:
+    manifest = verify(made)
+    assert manifest.object_files() == {"snippets/a": "objects/snippets/a"}
+    assert Manifest.loads(manifest.dumps()) == manifest
+
+
+@pytest.mark.parametrize("name", [DUMP, "objects/snippets/a"])
+def test_one_flipped_bit_anywhere_is_named(made: Path, name: str) -> None:
+    data = bytearray((made / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (made / name).write_bytes(bytes(data))
+    with pytest.raises(BackupCorrupt, match=rf"{made / name}: sha256 \w+ does not match"):
+        verify(made)
+
+
+def test_missing_truncated_and_escaping_files_are_refused(made: Path) -> None:
+    (made / "objects/snippets/a").write_bytes(b"pri")
+    with pytest.raises(BackupCorrupt, match="3 bytes, the manifest says 5"):
+        verify(made)
+    (made / "objects/snippets/a").unlink()
+    with pytest.raises(BackupCorrupt, match="missing"):
+        verify(made)
+    data = json.loads((made / MANIFEST).read_text())
+    data["files"] = {"../elsewhere": {"sha256": "0", "size": 1}, DUMP: data["files"][DUMP]}
+    (made / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(BackupCorrupt, match="points outside the backup"):
+        verify(made)
+    (made / MANIFEST).write_text("{not json")
+    with pytest.raises(BackupCorrupt, match="unreadable manifest"):
+        verify(made)
+
+
+@pytest.mark.parametrize("key", ["", "/etc/passwd", "../up", "a/../../b", "a//b", "./a"])
+def test_object_keys_that_could_escape_are_refused(key: str) -> None:
+    with pytest.raises(OpsError, match="cannot be stored safely"):
+        object_path(key)
+
+
+def test_retention_keeps_what_either_rule_keeps(tmp_path: Path) -> None:
+    now = datetime(2025, 1, 31, 3, 0, tzinfo=UTC)
+    paths = [
+        tmp_path / (now - timedelta(days=age)).strftime(backups.STAMP) for age in (0, 1, 2, 10, 40)
+    ]
+    paths.append(tmp_path / f"{(now - timedelta(days=3)).strftime(backups.STAMP)}-pre-restore")
+
+    def gone(**rules: Any) -> list[str]:
+        return sorted(p.name for p in backups.expired(paths, now=now, **rules))
+
+    assert gone(keep=None, keep_days=None) == []
+    assert gone(keep=2, keep_days=None) == sorted(p.name for p in paths[2:])
+    assert gone(keep=None, keep_days=5) == sorted(p.name for p in paths[3:5])
+    assert gone(keep=5, keep_days=5) == [paths[4].name], "kept if either rule keeps it"
+
+
+def test_retention_removes_only_whole_backups(tmp_path: Path) -> None:
+    for name in ("20250101T000000Z", "20250102T000000Z", "20250103T000000Z"):
+        write_backup(tmp_path / name, {DUMP: b"x"})
+    (tmp_path / "20250104T000000Z.partial").mkdir()
+    (tmp_path / "notes").mkdir()
+    removed = backups.apply_retention(tmp_path, keep=1, keep_days=None, reporter=Reporter())
+    assert [p.name for p in removed] == ["20250102T000000Z", "20250101T000000Z"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "20250103T000000Z",
+        "20250104T000000Z.partial",
+        "notes",
+    ]
+
+
+class FakeSnapshot:
+    id = "00000003-00000002-1"
+
+    def __init__(self, _target: object) -> None:
+        pass
+
+    def __enter__(self) -> FakeSnapshot:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def query(self, sql: str) -> str:
+        return {"SELECT version_num FROM alembic_version": "0001", "SHOW server_version": "17"}.get(
+            sql, "1|2|3"
+        )
+
+
+def test_a_backup_failing_midway_leaves_nothing_that_looks_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_dump(_target: object, path: Path, **_: object) -> str:
+        path.write_bytes(b"PGDMP")
+        return "0" * 64
+
+    async def disk_full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(postgres, "Snapshot", FakeSnapshot)
+    monkeypatch.setattr(postgres, "dump", fake_dump)
+    monkeypatch.setattr(backups, "_download_objects", disk_full)
+    target = ContainerTarget("c0ffee", {"DATA_DIR": str(tmp_path / "data")})
+    with pytest.raises(OSError, match="No space left"):
+        backups.backup(target, tmp_path / "backups")
+    assert [p.name for p in (tmp_path / "backups").iterdir()] == [".lock"]
+    with pytest.raises(OpsError, match="at least 1"):
+        backups.backup(target, tmp_path / "backups", keep=0)
+
+
+def test_qdrant_snapshot_is_created_downloaded_then_deleted(tmp_path: Path) -> None:
+    calls: list[tuple[str, str, dict[str, str]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path, dict(request.url.params)))
+        assert request.headers["api-key"] == "k"
+        if request.method == "POST" and request.url.path.endswith("/snapshots"):
+            return httpx.Response(200, json={"result": {"name": "c-1.snapshot", "size": 3}})
+        if request.method == "GET":
+            return httpx.Response(200, content=b"TAR")
+        return httpx.Response(200, json={"result": True})
+
+    http = httpx.Client(
+        base_url="http://qdrant:6333",
+        headers={"api-key": "k"},
+        transport=httpx.MockTransport(handler),
+    )
+    sizes: list[int] = []
+    info = qdrant.snapshot(http, "c", tmp_path / "c.snapshot", sizes.append)
+    assert info["name"] == "c-1.snapshot" and (tmp_path / "c.snapshot").read_bytes() == b"TAR"
+    assert sizes == [3]
+    qdrant.recover(http, "c2", tmp_path / "c.snapshot")
+    assert calls == [
+        ("POST", "/collections/c/snapshots", {"wait": "true"}),
+        ("GET", "/collections/c/snapshots/c-1.snapshot", {}),
+        ("DELETE", "/collections/c/snapshots/c-1.snapshot", {"wait": "true"}),
+        ("POST", "/collections/c2/snapshots/upload", {"priority": "snapshot", "wait": "true"}),
+    ]
+    assert qdrant.same_minor("1.16.3", "1.16.0") and not qdrant.same_minor("1.16.3", "1.15.9")
+
+
+def test_settings_come_from_the_given_variables_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://from-my-shell:9000")
+    (tmp_path / "pw").write_text("s3cret\n")
+    settings = settings_from_env(
+        {"POSTGRES_HOST": "db", "POSTGRES_PASSWORD_FILE": str(tmp_path / "pw"), "APP_VERSION": "9"}
+    )
+    assert settings.postgres_host == "db" and settings.s3_endpoint_url is None
+    assert settings.postgres_password.get_secret_value() == "s3cret" and settings.version == "9"
+    with pytest.raises(TargetError, match="QDRANT_API_KEY_FILE"):
+        settings_from_env({"QDRANT_API_KEY_FILE": str(tmp_path / "missing")})
+
+
+class FakeProject:
+    """What ComposeTarget asks of a compose project: its config and its containers."""
+
+    name = "coach-test"
+
+    def __init__(self, config: dict[str, Any], ps: list[dict[str, Any]]) -> None:
+        self._config, self._ps = config, ps
+
+    def config(self) -> dict[str, Any]:
+        return self._config
+
+    def ps(self) -> list[dict[str, Any]]:
+        return self._ps
+
+
+@pytest.fixture
+def compose_config(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    (tmp_path / "pg").write_text("pg-pass\n")
+    (tmp_path / "minio").write_text("minio-pass\n")
+    yield {
+        "services": {
+            "backend": {
+                "environment": {
+                    "POSTGRES_HOST": "postgres",
+                    "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
+                    "REDIS_HOST": "redis",
+                    "QDRANT_URL": "http://qdrant:6333",
+                    "S3_ENDPOINT_URL": "http://minio:9000",
+                    "S3_ACCESS_KEY_ID": "coach",
+                    "S3_SECRET_ACCESS_KEY_FILE": "/run/secrets/minio_root_password",
+                }
+            },
+            "postgres": {"environment": {"POSTGRES_USER": "coach", "POSTGRES_DB": "coach"}},
+            "qdrant": {},
+            "minio": {},
+        },
+        "secrets": {
+            "postgres_password": {"file": str(tmp_path / "pg")},
+            "minio_root_password": {"file": str(tmp_path / "minio")},
+        },
+    }
+
+
+def published(service: str, target: int, port: int) -> dict[str, Any]:
+    return {
+        "Service": service,
+        "State": "running",
+        "Publishers": [{"URL": "127.0.0.1", "TargetPort": target, "PublishedPort": port}],
+    }
+
+
+def test_compose_target_reaches_the_published_ports_with_the_secret_files(
+    compose_config: dict[str, Any],
+) -> None:
+    ps = [published("postgres", 5432, 15432), published("qdrant", 6333, 16333)]
+    ps.append(published("minio", 9000, 19000))
+    project = cast(Project, FakeProject(compose_config, ps))
+    target = ComposeTarget(project, overrides={})
+    settings = target.settings()
+    assert (settings.postgres_host, settings.postgres_port) == ("127.0.0.1", 15432)
+    assert settings.qdrant_url == "http://127.0.0.1:16333"
+    assert settings.s3_endpoint_url == "http://127.0.0.1:19000"
+    assert settings.postgres_password.get_secret_value() == "pg-pass"
+    assert settings.s3_secret_access_key.get_secret_value() == "minio-pass"
+    assert settings.redis_host is None
+    assert (target.db_user, target.db_name) == ("coach", "coach")
+
+
+def test_compose_target_without_published_ports_says_how_to_reach_them(
+    compose_config: dict[str, Any],
+) -> None:
+    project = cast(Project, FakeProject(compose_config, [published("postgres", 5432, 15432)]))
+    with pytest.raises(TargetError, match=r"qdrant publishes no port.*COACH_TARGET_"):
+        ComposeTarget(project, overrides={}).settings()
+    # Production: nothing published, every data service through a tunnel.
+    project = cast(Project, FakeProject(compose_config, []))
+    tunnels = {
+        "POSTGRES_PORT": "6543",
+        "QDRANT_URL": "http://127.0.0.1:7333",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:7000",
+    }
+    settings = ComposeTarget(project, overrides=tunnels).settings()
+    assert (settings.postgres_host, settings.postgres_port) == ("127.0.0.1", 6543)
+    assert settings.qdrant_url == "http://127.0.0.1:7333"
+    assert settings.s3_endpoint_url == "http://127.0.0.1:7000"
+    assert settings.postgres_password.get_secret_value() == "pg-pass", "still the stack's secret"
+
+
+def test_compose_target_on_local_stores_needs_them_on_a_volume(
+    compose_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = compose_config["services"]["backend"]
+    backend["environment"] |= {
+        "QDRANT_URL": "",
+        "S3_ENDPOINT_URL": "",
+        "DATA_DIR": "/var/lib/coach",
+    }
+    project = cast(Project, FakeProject(compose_config, [published("postgres", 5432, 15432)]))
+    with pytest.raises(TargetError, match="DATA_DIR=/var/lib/coach"):
+        ComposeTarget(project, overrides={}).settings()
+    backend["volumes"] = [{"type": "volume", "source": "local-stores", "target": "/var/lib/coach"}]
+    compose_config["volumes"] = {"local-stores": {"name": "coach-test_local-stores"}}
+    asked: list[list[str]] = []
+
+    def docker(argv: list[str], **_: object) -> Any:
+        asked.append(argv)
+        return type("Done", (), {"stdout": f"{tmp_path}\n"})()
+
+    monkeypatch.setattr("ops.target.run", docker)
+    settings = ComposeTarget(project, overrides={}).settings()
+    assert settings.data_dir == tmp_path and settings.qdrant_url is None
+    assert asked == [
+        ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", "coach-test_local-stores"]
+    ]
