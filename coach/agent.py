@@ -4,6 +4,7 @@ observability can wrap each one in a span of its own."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,6 +54,15 @@ class Answer:
     completion_tokens: int
     latency_ms: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, for the Celery result backend."""
+        data = dataclasses.asdict(self)
+        data["id"] = str(self.id)
+        for citation in data["citations"]:
+            citation["snippet_id"] = str(citation["snippet_id"])
+            citation["chunk_id"] = str(citation["chunk_id"])
+        return data
 
 
 @contextmanager

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout: float = Field(default=30.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
+    ask_timeout: float = Field(
+        default=55.0, gt=0, description="Seconds the API waits for the agent (below nginx's 60)."
+    )
     llm_health_cache_seconds: float = Field(default=60.0, ge=0)
 
     # Limits

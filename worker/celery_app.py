@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 from celery import Celery, signals
+from celery.app import trace
 
 from coach import multiprocess
 from coach.log import configure as configure_logging
@@ -66,6 +67,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "broker_url": "memory://",
         }
     return config
+
+
+# Celery logs every task's return value on success; answers and snippets are user content
+# that does not belong in logs. The outcome and the runtime are enough.
+trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
 
 
 def make_celery(settings: Settings) -> Celery:

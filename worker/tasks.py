@@ -13,8 +13,8 @@ from celery import Task
 from celery.exceptions import MaxRetriesExceededError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from coach import maintenance, snippets
-from coach.errors import NotFound, Unavailable
+from coach import agent, maintenance, snippets
+from coach.errors import CoachError, NotFound, Unavailable
 from coach.llm import LLMError
 from coach.metrics import LLM_UP, SNIPPETS_FAILED, SNIPPETS_INDEXED
 from coach.runtime import Runtime
@@ -73,6 +73,25 @@ def index_snippet(self: Task, snippet_id: str) -> dict[str, Any]:
 def _fail(sid: uuid.UUID, message: str) -> None:
     run(lambda rt: snippets.mark_failed(rt, sid, message))
     SNIPPETS_FAILED.inc()
+
+
+@app.task(name="coach.ask")
+def ask(
+    question: str, snippet_id: str | None, top_k: int, trace_id: str | None = None
+) -> dict[str, Any]:
+    """The coach agent runs on the workers: its LLM calls scale with them, and one request's
+    trace runs from the API through this task into every agent step. Domain errors come back
+    as data (type and message), so the API can answer with the right status."""
+    sid = uuid.UUID(snippet_id) if snippet_id else None
+    try:
+        answer = run(
+            lambda rt: agent.ask(rt, question, top_k=top_k, snippet_id=sid, trace_id=trace_id)
+        )
+    except CoachError as exc:
+        return {"error": type(exc).__name__, "message": exc.message}
+    except LLMError as exc:
+        return {"error": "Unavailable", "message": f"the LLM API is unavailable: {exc}"}
+    return answer.to_dict()
 
 
 @app.task(name="coach.reindex", bind=True, max_retries=3)

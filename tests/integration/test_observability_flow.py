@@ -81,7 +81,13 @@ def test_one_request_is_traced_logged_and_counted_across_processes(app_stack: St
         lambda _: (
             {"run/coach.index_snippet", "apply_async/coach.index_snippet"}
             <= set(by_name(otlp.trace(upload_trace)))
-            and "coach.generate" in by_name(otlp.trace(ask_trace))
+            and {
+                "POST /api/v1/coach/ask",
+                "apply_async/coach.ask",
+                "run/coach.ask",
+                "coach.generate",
+            }
+            <= set(by_name(otlp.trace(ask_trace)))
         ),
         seconds=60,
         what="the upload's and the ask's spans at the OTLP receiver",
@@ -103,10 +109,21 @@ def test_one_request_is_traced_logged_and_counted_across_processes(app_stack: St
         if s.service == "coach-worker"
     ), "the worker's database calls are traced"
 
+    # The ask: one trace from the HTTP server span through the Celery publish (backend) and
+    # run (worker) spans into the three agent steps.
     asked = by_name(otlp.trace(ask_trace))
     ask_server = asked["POST /api/v1/coach/ask"]
+    ask_publish, ask_run = asked["apply_async/coach.ask"], asked["run/coach.ask"]
+    assert (ask_publish.kind, ask_publish.service) == ("producer", "coach-backend")
+    assert (ask_run.kind, ask_run.service) == ("consumer", "coach-worker")
+    assert ask_run.parent_id == ask_publish.span_id
+    assert ask_publish.parent_id in {
+        s.span_id for s in asked.values() if s.service == "coach-backend"
+    }
+    assert ask_server.kind == "server"
     for step in ("coach.retrieve", "coach.prompt", "coach.generate"):
-        assert asked[step].parent_id == ask_server.span_id, step
+        assert asked[step].parent_id == ask_run.span_id, step
+        assert asked[step].service == "coach-worker", step
     generate = asked["coach.generate"]
     usage = ask.json()["usage"]
     assert generate.attributes["gen_ai.system"] == "openai"
@@ -138,7 +155,7 @@ def test_one_request_is_traced_logged_and_counted_across_processes(app_stack: St
     assert any(line["event"].endswith("ready.") for line in worker)
     assert any(line["event"] == "worker starting" for line in worker), "the banner, as a line"
 
-    # Metrics: the worker's own endpoint sums its pool process; the backend's has the rest.
+    # Metrics: the worker's own endpoint sums its pool processes; the backend's has the HTTP.
     on_worker = samples(app_stack.worker_metrics_url)
     succeeded = {"task": "coach.index_snippet", "state": "succeeded"}
     assert on_worker[("celery_tasks_total", frozenset(succeeded.items()))] >= 1
@@ -148,8 +165,8 @@ def test_one_request_is_traced_logged_and_counted_across_processes(app_stack: St
     assert time.time() - heartbeat < 60
     built = [k for k in on_worker if k[0] == "coach_build_info"]
     assert [dict(labels)["service"] for _, labels in built] == ["coach-worker"]
+    ok = {"model": "fake-coach-1", "status": "ok"}  # the agent, so its LLM calls, runs here
+    assert on_worker[("llm_requests_total", frozenset(ok.items()))] >= 1
     on_backend = samples(f"{app_stack.base_url}/metrics")
-    ok = {"model": "fake-coach-1", "status": "ok"}
-    assert on_backend[("llm_requests_total", frozenset(ok.items()))] >= 1
     created = {"method": "POST", "route": "/api/v1/snippets", "status": "202"}
     assert on_backend[("http_requests_total", frozenset(created.items()))] >= 1
