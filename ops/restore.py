@@ -74,6 +74,17 @@ class RestoreResult:
         return all(c.ok for c in self.checks)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What the checks before any change established."""
+
+    manifest: Manifest
+    settings: Settings
+    needs_migration: bool
+    vectors: str  # "snapshot" or "reindex"
+    why: str
+
+
 def restore(
     target: Target,
     directory: Path,
@@ -88,25 +99,8 @@ def restore(
     Without `yes`, `confirm` (a prompt on a terminal) must agree, or nothing happens."""
     reporter = reporter or Reporter()
     started = time.monotonic()
-    reporter.event("verify", f"verifying {directory} against its manifest", path=str(directory))
-    manifest = verify(directory)
-    reporter.event(
-        "verified",
-        f"all {len(manifest.files)} files match the manifest (backup {manifest.name}, "
-        f"revision {manifest.alembic_revision}, "
-        + ", ".join(f"{manifest.tables[t]} {t}" for t in TABLES)
-        + ")",
-        files=len(manifest.files),
-    )
-    needs_migration = _needs_migration(manifest.alembic_revision)
-    postgres.check_archive(target, directory / DUMP)
-    if not target.can_stop_writers:
-        raise RestoreRefused(
-            f"{target.name}: no way to stop the writers was given (--stop-cmd/--start-cmd, or "
-            "--no-writers when nothing writes)"
-        )
-    settings = target.settings()
-    vectors_how, why = _vectors_plan(manifest, settings)
+    plan = _preflight(target, directory, reporter)
+    manifest = plan.manifest
     question = (
         f"Replace the database, objects and vectors of {target.name} with backup "
         f"{manifest.name} (taken {manifest.created_at})?"
@@ -123,52 +117,19 @@ def restore(
         "writers-stopped", f"writers stopped: {', '.join(stopped) or 'none'}", stopped=stopped
     )
     try:
-        dump = directory / DUMP
-        size = dump.stat().st_size
-
-        def fed(n: int) -> None:
-            reporter.progress(
-                "postgres",
-                f"pg_restore: {human_size(n)} of {human_size(size)}",
-                bytes=n,
-                total=size,
-            )
-
-        postgres.restore(target, dump, progress=fed)
-        reporter.progress("postgres", "database restored and analysed", done=True, bytes=size)
-        uploaded, deleted = asyncio.run(_restore_objects(settings, manifest, directory, reporter))
-        reporter.progress(
-            "objects",
-            f"objects restored: {uploaded} written, {deleted} not in the backup deleted",
-            done=True,
-            written=uploaded,
-            deleted=deleted,
-        )
-        migrated = None
-        if needs_migration:
-            migrated = asyncio.run(migrate(settings))
-            reporter.event(
-                "migrated", f"schema migrated {migrated[0]} -> {migrated[1]}", revision=migrated[1]
-            )
-        reporter.event("vectors", f"vectors: {why}", how=vectors_how)
-        if vectors_how == "snapshot":
-            vectors_how = _recover_snapshot(settings, manifest, directory, reporter)
-        if vectors_how == "reindex":
-            reindex(settings, fresh=True, reporter=reporter)
-        target.after_writes()
-        checks = _checks(target, settings, manifest, directory, migrated)
-    finally:
-        target.start_writers(stopped)  # whatever happened above: the app comes back
-        reporter.event("writers-started", f"writers started: {', '.join(stopped) or 'none'}")
+        migrated, vectors, checks = _replace(target, directory, plan, reporter)
+    except BaseException:
+        # Whatever failed, the app comes back; a failure to bring it back is reported without
+        # hiding the one that matters (why the restore stopped).
+        try:
+            target.start_writers(stopped)
+        except Exception as exc:
+            reporter.error(f"could not start the writers again ({', '.join(stopped)}): {exc}")
+        raise
+    target.start_writers(stopped)
+    reporter.event("writers-started", f"writers started: {', '.join(stopped) or 'none'}")
     result = RestoreResult(
-        directory,
-        manifest,
-        safety,
-        stopped,
-        migrated,
-        vectors_how,
-        checks,
-        time.monotonic() - started,
+        directory, manifest, safety, stopped, migrated, vectors, checks, time.monotonic() - started
     )
     rows = [(c.what, c.expected, c.actual, "ok" if c.ok else "MISMATCH") for c in checks]
     reporter.result(
@@ -187,6 +148,70 @@ def restore(
     if not result.ok:
         raise VerificationFailed(checks)
     return result
+
+
+def _preflight(target: Target, directory: Path, reporter: Reporter) -> _Plan:
+    """Everything that can be known before a change, checked; any doubt raises."""
+    reporter.event("verify", f"verifying {directory} against its manifest", path=str(directory))
+    manifest = verify(directory)
+    reporter.event(
+        "verified",
+        f"all {len(manifest.files)} files match the manifest (backup {manifest.name}, "
+        f"revision {manifest.alembic_revision}, "
+        + ", ".join(f"{manifest.tables[t]} {t}" for t in TABLES)
+        + ")",
+        files=len(manifest.files),
+    )
+    needs_migration = _needs_migration(manifest.alembic_revision)
+    postgres.check_archive(target, directory / DUMP)
+    if not target.can_stop_writers:
+        raise RestoreRefused(
+            f"{target.name}: no way to stop the writers was given (--stop-cmd/--start-cmd, or "
+            "--no-writers when nothing writes)"
+        )
+    settings = target.settings()
+    vectors, why = _vectors_plan(manifest, settings)
+    return _Plan(manifest, settings, needs_migration, vectors, why)
+
+
+def _replace(
+    target: Target, directory: Path, plan: _Plan, reporter: Reporter
+) -> tuple[tuple[str | None, str] | None, str, list[Check]]:
+    """The writers are stopped: database, objects, schema, vectors, then the checks.
+    Returns (migration done, how the vectors came back, checks)."""
+    manifest, settings = plan.manifest, plan.settings
+    dump = directory / DUMP
+    size = dump.stat().st_size
+
+    def fed(n: int) -> None:
+        reporter.progress(
+            "postgres", f"pg_restore: {human_size(n)} of {human_size(size)}", bytes=n, total=size
+        )
+
+    postgres.restore(target, dump, progress=fed)
+    reporter.progress("postgres", "database restored and analysed", done=True, bytes=size)
+    uploaded, deleted = asyncio.run(_restore_objects(settings, manifest, directory, reporter))
+    reporter.progress(
+        "objects",
+        f"objects restored: {uploaded} written, {deleted} not in the backup deleted",
+        done=True,
+        written=uploaded,
+        deleted=deleted,
+    )
+    migrated = None
+    if plan.needs_migration:
+        migrated = asyncio.run(migrate(settings))
+        reporter.event(
+            "migrated", f"schema migrated {migrated[0]} -> {migrated[1]}", revision=migrated[1]
+        )
+    reporter.event("vectors", f"vectors: {plan.why}", how=plan.vectors)
+    vectors = plan.vectors
+    if vectors == "snapshot":
+        vectors = _recover_snapshot(settings, manifest, directory, reporter)
+    if vectors == "reindex":
+        reindex(settings, fresh=True, reporter=reporter)
+    target.after_writes()
+    return migrated, vectors, _checks(target, settings, manifest, directory, migrated)
 
 
 def _needs_migration(revision: str | None) -> bool:

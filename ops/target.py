@@ -291,7 +291,11 @@ class ComposeTarget:
         running = {row["Service"] for row in self.project.ps() if row.get("State") == "running"}
         stopped = [s for s in WRITERS if s in running]
         if stopped:
-            self.project.run("stop", *stopped)
+            try:
+                self.project.run("stop", *stopped)
+            except BaseException:
+                self.project.run("start", *stopped)  # some may have stopped: all come back
+                raise
         return stopped
 
     def start_writers(self, stopped: list[str]) -> None:

@@ -13,12 +13,15 @@ from typing import Any, cast
 import httpx
 import pytest
 
+from coach.migrate import head_revision
 from ops import backup as backups
 from ops import postgres, qdrant
+from ops import restore as restores
 from ops.compose import Project
+from ops.console import CommandError
 from ops.events import OpsError, Reporter
 from ops.manifest import DUMP, MANIFEST, BackupCorrupt, FileEntry, Manifest, object_path, verify
-from ops.target import ComposeTarget, ContainerTarget, TargetError, settings_from_env
+from ops.target import ComposeTarget, ContainerTarget, TargetError, Writers, settings_from_env
 
 
 def write_backup(directory: Path, files: dict[str, bytes]) -> Manifest:
@@ -88,6 +91,13 @@ def test_missing_truncated_and_escaping_files_are_refused(made: Path) -> None:
 def test_object_keys_that_could_escape_are_refused(key: str) -> None:
     with pytest.raises(OpsError, match="cannot be stored safely"):
         object_path(key)
+
+
+def test_a_restore_migrates_older_schemas_and_refuses_unknown_ones() -> None:
+    assert not restores._needs_migration(head_revision())
+    assert restores._needs_migration(None), "an empty schema is migrated after the restore"
+    with pytest.raises(restores.RestoreRefused, match="revision 9999 is unknown to this code"):
+        restores._needs_migration("9999")
 
 
 def test_retention_keeps_what_either_rule_keeps(tmp_path: Path) -> None:
@@ -318,3 +328,41 @@ def test_compose_target_on_local_stores_needs_them_on_a_volume(
     assert asked == [
         ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", "coach-test_local-stores"]
     ]
+
+
+def test_a_restore_asks_first_and_always_brings_the_writers_back(
+    made: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def stop() -> list[str]:
+        calls.append("stop")
+        return ["backend", "worker"]
+
+    def start(stopped: list[str]) -> None:
+        calls.append(f"start {' '.join(stopped)}")
+
+    def pg_restore_fails(*_: object, **__: object) -> None:
+        raise CommandError(["pg_restore"], 1, "pg_restore: error: could not execute query")
+
+    monkeypatch.setattr(postgres, "check_archive", lambda *_: None)
+    monkeypatch.setattr(postgres, "restore", pg_restore_fails)
+    target = ContainerTarget("c0ffee", {"DATA_DIR": str(tmp_path / "data")}, Writers(stop, start))
+    questions: list[str] = []
+
+    def decline(question: str) -> bool:
+        questions.append(question)
+        return False
+
+    for confirm in (None, decline):
+        with pytest.raises(restores.RestoreRefused, match="pass --yes"):
+            restores.restore(target, made, confirm=confirm, safety_backup=False)
+    assert "with backup 20250101T030000Z" in questions[0] and calls == []
+
+    without_writers = ContainerTarget("c0ffee", {"DATA_DIR": str(tmp_path / "data")})
+    with pytest.raises(restores.RestoreRefused, match="no way to stop the writers"):
+        restores.restore(without_writers, made, yes=True, safety_backup=False)
+
+    with pytest.raises(CommandError, match="could not execute query"):
+        restores.restore(target, made, yes=True, safety_backup=False)
+    assert calls == ["stop", "start backend worker"]
