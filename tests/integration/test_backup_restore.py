@@ -112,8 +112,12 @@ def test_a_corrupted_backup_is_refused_before_anything_is_touched(
     sid = app_stack.upload("kept.py", source("kept", 10))["id"]
     app_stack.wait_indexed(sid)
     root = tmp_path / "backups"
-    made = backup(stack_target(app_stack), root)
-    dump = made.path / DUMP
+    # Made by the command an operator runs: JSON lines only on stdout, the result last.
+    events = _script(app_stack, "backup.py", "--dest", str(root), "--keep", "3")
+    assert events[-1]["event"] == "result" and events[-1]["tables"]["snippets"] >= 1
+    [made] = complete_backups(root)
+    assert events[-1]["path"] == str(made)
+    dump = made / DUMP
     data = bytearray(dump.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one byte
     dump.write_bytes(bytes(data))
@@ -122,36 +126,38 @@ def test_a_corrupted_backup_is_refused_before_anything_is_touched(
 
     calls: list[str] = []
     with pytest.raises(BackupCorrupt, match=r"postgres\.dump: sha256 .* does not match"):
-        restore(stack_target(app_stack, calls), made.path, yes=True, backups_root=root)
+        restore(stack_target(app_stack, calls), made, yes=True, backups_root=root)
 
     assert calls == [], "the writers were never stopped"
     assert table_rows(app_stack) == rows and object_digests(app_stack) == objects
-    assert complete_backups(root) == [made.path], "no safety backup either: nothing began"
+    assert complete_backups(root) == [made], "no safety backup either: nothing began"
 
     # The command an operator runs says the same, as its last JSON line, and exits 1.
+    args = (str(made), "--yes", "--no-writers", "--backups-dir", str(root))
+    last = _script(app_stack, "restore.py", *args, exit_code=1)[-1]
+    assert last["event"] == "error" and f"{dump}: sha256" in last["message"]
+    assert table_rows(app_stack) == rows
+
+
+def _script(stack: Stack, name: str, *args: str, exit_code: int = 0) -> list[dict[str, Any]]:
+    """Run scripts/<name> --json against the stack's postgres container; its stdout events."""
     done = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "restore.py"),
-            str(made.path),
-            "--yes",
+            str(ROOT / "scripts" / name),
+            *args,
             "--json",
             "--postgres-container",
-            postgres_container_id(app_stack),
-            "--no-writers",
-            "--backups-dir",
-            str(root),
+            postgres_container_id(stack),
         ],
-        env=app_stack.env,
+        env=stack.env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
-    assert done.returncode == 1, done.stderr
-    last = json.loads(done.stdout.splitlines()[-1])
-    assert last["event"] == "error" and f"{dump}: sha256" in last["message"]
-    assert table_rows(app_stack) == rows
+    assert done.returncode == exit_code, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def _bucket(stack: Stack, name: str) -> str:

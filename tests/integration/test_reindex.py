@@ -4,6 +4,9 @@ after its first batch is finished by the next one, into the same collection."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -15,8 +18,8 @@ from coach.maintenance import MARKER_ID, REINDEX_LOCK_KEY, ReindexBusy, ReindexP
 from coach.vectors import VectorStore
 from ops.reindex import reindex
 from ops.target import settings_from_env
-from tests.support.ops_target import dsn, table_rows
-from tests.support.processes import wait_until
+from tests.support.ops_target import dsn, postgres_container_id, table_rows
+from tests.support.processes import ROOT, wait_until
 from tests.support.stack import Stack
 
 
@@ -135,4 +138,13 @@ def test_a_second_reindex_waits_its_turn(app_stack: Stack) -> None:
         holder.execute("SELECT pg_advisory_lock(%s)", (REINDEX_LOCK_KEY,))
         with pytest.raises(ReindexBusy, match="another reindex is running"):
             reindex(settings)
-    assert reindex(settings).points == len(table_rows(app_stack)["chunks"])
+    # Once free, the command an operator runs goes through: JSON lines only, the result last.
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reindex.py"), "--json", "--batch", "8",
+         "--postgres-container", postgres_container_id(app_stack)],
+        env=app_stack.env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1]["event"] == "result"
+    assert events[-1]["points"] == len(table_rows(app_stack)["chunks"])
+    assert any(e["event"] == "progress" and e["step"] == "reindex" for e in events)
