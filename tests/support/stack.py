@@ -120,7 +120,8 @@ def _wait_tcp_service(check: Any, what: str) -> None:
 
 
 @contextmanager
-def stack(variant: str, workdir: Path) -> Iterator[Stack]:
+def stack(variant: str, workdir: Path, *, otlp_endpoint: str | None = None) -> Iterator[Stack]:
+    """`otlp_endpoint`: export spans there (a real Jaeger) instead of the in-test receiver."""
     import psycopg  # noqa: PLC0415
     import redis  # noqa: PLC0415
 
@@ -167,7 +168,7 @@ def stack(variant: str, workdir: Path) -> Iterator[Stack]:
             "DATA_DIR": str(workdir / "data"),
             "TASK_TIME_LIMIT": "60",
             "PYTHONUNBUFFERED": "1",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint or otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # ms: spans reach the receiver soon after
             "WORKER_METRICS_PORT": str(processes.free_port()),
         }
