@@ -34,8 +34,8 @@ from ops.events import Reporter
 from ops.reindex import reindex
 from ops.restore import restore
 from ops.target import ContainerTarget, Writers
-from tests.support.containers import container, running
-from tests.support.processes import free_port, wait_until
+from tests.support.containers import container, running, wait_for_postgres
+from tests.support.processes import free_port
 
 DB_MB = int(os.environ.get("BENCH_DB_MB", "220"))
 SNIPPETS = 200
@@ -58,14 +58,7 @@ def database() -> Iterator[tuple[str, str, Settings, dict[str, str]]]:
     with running(pg), tempfile.TemporaryDirectory() as scratch:
         dsn = f"host=127.0.0.1 port={port} user=coach dbname=coach password={password}"
 
-        def accepts() -> bool:
-            try:
-                psycopg.connect(dsn, connect_timeout=2).close()
-            except psycopg.OperationalError:
-                return False
-            return True
-
-        wait_until(accepts, seconds=60, what="postgres accepting connections")
+        wait_for_postgres(dsn)
         env = {
             "POSTGRES_HOST": "127.0.0.1",
             "POSTGRES_PORT": str(port),

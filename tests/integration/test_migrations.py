@@ -13,8 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from coach.migrate import LOCK_KEY, current_revision, head_revision, migrate
 from coach.settings import Settings
-from tests.support.containers import container, running
-from tests.support.processes import wait_until
+from tests.support.containers import container, running, wait_for_postgres
 
 
 def test_migrate_is_locked_idempotent_and_fails_loudly(tmp_path: Path) -> None:
@@ -29,14 +28,7 @@ def test_migrate_is_locked_idempotent_and_fails_loudly(tmp_path: Path) -> None:
         port = int(pg.get_exposed_port(5432))
         dsn = f"host=127.0.0.1 port={port} user=coach dbname=coach password={password}"
 
-        def accepts() -> bool:
-            try:
-                psycopg.connect(dsn, connect_timeout=2).close()
-            except psycopg.OperationalError:
-                return False
-            return True
-
-        wait_until(accepts, seconds=60, what="postgres accepting connections")
+        wait_for_postgres(dsn)
         settings = Settings(
             postgres_host="127.0.0.1",
             postgres_port=port,

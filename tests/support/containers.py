@@ -106,3 +106,19 @@ def sweep(run_id: str | None = None) -> int:
     finally:
         client.close()
     return removed
+
+
+def wait_for_postgres(dsn: str, seconds: float = 60) -> None:
+    """Block until PostgreSQL accepts a connection with these credentials (bounded)."""
+    import psycopg  # noqa: PLC0415 - only the tests that run PostgreSQL need the driver
+
+    from tests.support.processes import wait_until  # noqa: PLC0415
+
+    def accepts() -> bool:
+        try:
+            psycopg.connect(dsn, connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    wait_until(accepts, seconds=seconds, what="postgres accepting connections")
