@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Back up the Code Learning Coach into one timestamped directory.
 
 It holds PostgreSQL (pg_dump -Fc, run inside the postgres container with the server's own

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Delete rotated application log files: by age, then by a cap on the total size.
 
 Rotated files are LOG_FILE's siblings named after it: app.log.1, app.log.2 ... (size rotation),

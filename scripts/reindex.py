@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Rebuild the Qdrant vectors from the chunks table, with no search ever seeing a partial index.
 
 The points go into a new collection; the alias the app searches through then switches to it in

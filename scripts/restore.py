@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Restore a backup made by scripts/backup.py: database, objects and vectors.
 
 Before touching anything it checks every file against the manifest's sha256 (one changed byte:
