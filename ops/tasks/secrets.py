@@ -25,8 +25,9 @@ def generate(
     llm_api_key: str = "",
     alertmanager_webhook_url: str = "",
 ) -> None:
-    """Write random secrets into infra/compose/secrets/<env>/ (gitignored); never overwrites
-    an existing one without --force."""
+    """Write random secrets into infra/compose/secrets/<env>/, never overwriting one.
+
+    The directory is gitignored; --force replaces existing secrets (rotation)."""
     written = store.generate(
         env, force=force, llm_api_key=llm_api_key, alertmanager_webhook_url=alertmanager_webhook_url
     )

@@ -41,8 +41,10 @@ def up(  # noqa: PLR0917 - one parameter per CLI flag
     no_build: bool = False,
     tls: bool = False,
 ) -> None:
-    """Start the stack and wait until every service is healthy; print each service's state,
-    health, image and where the image came from. Without Docker: the embedded app."""
+    """Provision Docker, resolve images, build, start the stack and wait until it is healthy.
+
+    Prints each service's state, health, image, image source, size and ports; names what failed
+    with its last log lines. Without a Docker engine: the embedded single-process app."""
     if not embedded_:
         try:
             print(docker_engine.ensure().summary())
