@@ -7,7 +7,9 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import structlog
 
@@ -84,11 +86,9 @@ def target_from(args: argparse.Namespace) -> Target:
 def run(body: Callable[[Reporter], None], *, json_lines: bool) -> int:
     """Run a command's body: 0 when it returns, 1 with one clear line when it fails."""
     reporter = Reporter(json_lines=json_lines)
-    # The app's own log lines (coach.* uses structlog) go to stderr: stdout is the command's
-    # output, JSON lines only with --json.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     try:
-        body(reporter)
+        with _app_logs_to_stderr():
+            body(reporter)
     except KeyboardInterrupt:
         reporter.error("interrupted")
         return 130
@@ -102,3 +102,26 @@ def run(body: Callable[[Reporter], None], *, json_lines: bool) -> int:
         reporter.error(message or type(exc).__name__)
         return 1
     return 0
+
+
+class _CurrentStderr:
+    """Whatever sys.stderr is when a line is written (a test's capture comes and goes)."""
+
+    def write(self, text: str) -> None:
+        sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@contextmanager
+def _app_logs_to_stderr() -> Iterator[None]:
+    """The app's own log lines (coach.* logs through structlog) go to stderr while a command
+    runs: stdout is the command's output, JSON lines only with --json. Put back afterwards."""
+    previous = structlog.get_config()
+    stderr: Any = _CurrentStderr()  # PrintLogger calls only write() and flush()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(stderr))
+    try:
+        yield
+    finally:
+        structlog.configure(**previous)
