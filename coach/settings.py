@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     log_file: Path | None = Field(default=None, description="also write JSON lines here, rotated")
     log_file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     log_file_backup_count: int = Field(default=5, ge=0)
+    log_retention_days: float = Field(
+        default=14.0, gt=0, description="coach.clean_logs: rotated files older than this go"
+    )
+    log_max_total_bytes: int = Field(
+        default=500 * 1000 * 1000,
+        ge=0,
+        description="coach.clean_logs: then the oldest rotated files go until all fit",
+    )
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535, description="0: no endpoint")
 
     @classmethod

@@ -22,6 +22,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": crontab(minute="*/5"),
             "options": {"expires": 240},
         },
+        "clean-rotated-logs": {
+            "task": "coach.clean_logs",
+            "schedule": crontab(minute="43", hour="4"),
+            "options": {"expires": 3600},
+        },
         "purge-old-questions": {
             "task": "coach.cleanup",
             "schedule": crontab(minute="17", hour="3"),

@@ -13,7 +13,7 @@ from celery import Task
 from celery.exceptions import MaxRetriesExceededError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from coach import agent, maintenance, snippets
+from coach import agent, logfiles, maintenance, snippets
 from coach.errors import CoachError, NotFound, Unavailable
 from coach.llm import LLMError
 from coach.metrics import LLM_UP, SNIPPETS_FAILED, SNIPPETS_INDEXED
@@ -96,12 +96,38 @@ def ask(
 
 @app.task(name="coach.reindex", bind=True, max_retries=3)
 def reindex(self: Task) -> dict[str, Any]:
-    result = run(maintenance.reindex)
+    try:
+        result = run(maintenance.reindex)
+    except maintenance.ReindexBusy as exc:  # one is already running (the CLI, or another task)
+        log.warning("reindex skipped", reason=str(exc))
+        return {"skipped": str(exc)}
     return {
         "collection": result.collection,
         "previous": result.previous,
         "points": result.points,
+        "resumed_from": result.resumed_from,
+        "caught_up": result.caught_up,
         "points_per_second": round(result.points_per_second, 1),
+    }
+
+
+@app.task(name="coach.clean_logs")
+def clean_logs() -> dict[str, Any]:
+    """Rotated siblings of this process's LOG_FILE: older than LOG_RETENTION_DAYS, then the
+    oldest until LOG_MAX_TOTAL_BYTES; never the live file (coach.logfiles)."""
+    settings = get_settings()
+    if settings.log_file is None:
+        return {"skipped": "LOG_FILE is not set"}
+    result = logfiles.clean(
+        settings.log_file,
+        older_than_days=settings.log_retention_days,
+        max_total_bytes=settings.log_max_total_bytes,
+    )
+    log.info("rotated logs cleaned", files=len(result.deleted), freed_bytes=result.freed_bytes)
+    return {
+        "deleted": [str(f.path) for f, _ in result.deleted],
+        "freed_bytes": result.freed_bytes,
+        "remaining_bytes": result.remaining_bytes,
     }
 
 
