@@ -159,5 +159,7 @@ def _external_volumes(project: Project) -> None:
 
 
 def down(project: Project, *, volumes: bool = False) -> None:
+    """Every service of the project, whatever profiles it was started with."""
+    project = dataclasses.replace(project, profiles=("*",))
     args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
     project.run(*args)
