@@ -113,16 +113,22 @@ def backend(env: Mapping[str, str], port: int, logdir: Path) -> Proc:
         logdir,
     ).start()
 
+    wait_answering(proc, f"http://127.0.0.1:{port}/health/live")
+    return proc
+
+
+def wait_answering(proc: Proc, url: str, seconds: float = 60) -> None:
+    """Until `url` answers 200; fail at once with the log's tail if the process died."""
+
     def ready() -> bool:
         if not proc.alive():
-            raise RuntimeError(f"backend exited:\n{proc.tail()}")
+            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200
+            return httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
-    wait_until(ready, seconds=60, what="backend answering /health/live")
-    return proc
+    wait_until(ready, seconds=seconds, what=f"{proc.name} answering {url}")
 
 
 def worker(env: Mapping[str, str], logdir: Path, name: str = "worker") -> Proc:

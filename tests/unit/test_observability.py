@@ -27,7 +27,14 @@ from coach import log, metrics, multiprocess, tracing
 from coach.llm import LLMError
 from coach.settings import Settings, get_settings
 from tests.support.otlp import OtlpReceiver, otlp_receiver
-from tests.support.processes import ROOT, Proc, free_port, python, run_migrate, wait_until
+from tests.support.processes import (
+    ROOT,
+    Proc,
+    free_port,
+    python,
+    run_migrate,
+    wait_answering,
+)
 from tests.support.samples import FIB
 from tests.unit.test_api_embedded import upload
 
@@ -270,16 +277,7 @@ def test_gunicorn_workers_share_one_metrics_endpoint_and_log_json(
     ).start()
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def ready() -> bool:
-            if not server.alive():
-                raise RuntimeError(f"gunicorn exited:\n{server.tail()}")
-            try:
-                return httpx.get(f"{base}/health/live", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, seconds=60, what="gunicorn answering")
+        wait_answering(server, f"{base}/health/live")
         with httpx.Client(base_url=base, timeout=10) as http:
             for _ in range(20):  # new connections: both workers take some
                 assert httpx.get(f"{base}/api/v1/snippets", timeout=10).status_code == 200
