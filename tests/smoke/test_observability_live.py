@@ -54,10 +54,17 @@ def after_flow(smoke: SmokeStack) -> dict[str, Any]:
     prometheus = httpx.Client(base_url=smoke.prometheus_url, timeout=10)
 
     def scraped_after_ask() -> bool:
-        # Rates need two samples of a series inside their window.
-        query = 'count_over_time(llm_requests_total{status="ok"}[2m]) >= 2'
-        result = prometheus.get("/api/v1/query", params={"query": query}).json()
-        return bool(result["data"]["result"])
+        # Rates need two samples of a series inside their window, from each scraped process:
+        # the worker (the agent's LLM calls) and the backend (the HTTP requests).
+        queries = (
+            'count_over_time(llm_requests_total{status="ok"}[2m]) >= 2',
+            'count_over_time(http_requests_total{job="backend",'
+            'route="/api/v1/coach/ask"}[2m]) >= 2',
+        )
+        return all(
+            prometheus.get("/api/v1/query", params={"query": q}).json()["data"]["result"]
+            for q in queries
+        )
 
     wait_until(scraped_after_ask, seconds=90, what="the ask scraped by Prometheus", interval=2)
     return {"upload": upload, "ask": ask, "prometheus": prometheus}
