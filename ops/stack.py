@@ -83,6 +83,20 @@ def up(project: Project, *, build: bool = True, wait_timeout: int = 300) -> UpRe
     return result
 
 
+# Known failure signatures and what to do about them, printed under the failing service's logs.
+HINTS = {
+    "password authentication failed": (
+        "PostgreSQL keeps the password it was initialised with: this volume predates the "
+        "current secrets (regenerated, or another checkout). Put the old postgres_password "
+        "back, or start over with `invoke down --volumes` (deletes this project's data)."
+    ),
+}
+
+
+def hint(detail: str) -> str | None:
+    return next((advice for marker, advice in HINTS.items() if marker in detail), None)
+
+
 def unhealthy(project: Project, wanted: list[str]) -> dict[str, str]:
     failed: dict[str, str] = {}
     by_service = {row["Service"]: row for row in project.ps()}

@@ -65,6 +65,8 @@ def up(  # noqa: PLR0917 - one parameter per CLI flag
     if not result.ok:
         for service, detail in result.failed.items():
             print(f"\n--- {service}: {detail}")
+            if advice := stacks.hint(detail):
+                print(f"hint: {advice}")
         raise Exit(f"unhealthy: {', '.join(result.failed)}", code=1)
 
 

@@ -54,3 +54,12 @@ def test_stop_never_touches_an_engine_it_did_not_start(
     assert "nothing stopped" in docker_engine.stop()
     assert killed == []
     assert not pidfile.exists()
+
+
+def test_a_known_failure_gets_advice() -> None:
+    from ops.stack import hint  # noqa: PLC0415
+
+    logs = 'migrate-1 | FATAL: password authentication failed for user "coach"'
+    advice = hint(logs)
+    assert advice is not None and "invoke down --volumes" in advice
+    assert hint("migrate-1 | something else") is None
