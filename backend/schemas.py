@@ -91,6 +91,7 @@ class TaskOut(BaseModel):
 
 
 class CheckOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from coach.health.Check
     status: str
     latency_ms: float
     critical: bool

@@ -19,16 +19,7 @@ def _response(rt: RuntimeDep, checks: list[health.Check]) -> JSONResponse:
         status=overall,
         version=rt.settings.version,
         environment=rt.settings.environment,
-        checks={
-            c.name: CheckOut(
-                status=c.status,
-                latency_ms=c.latency_ms,
-                critical=c.critical,
-                error=c.error,
-                cached=c.cached,
-            )
-            for c in checks
-        },
+        checks={c.name: CheckOut.model_validate(c) for c in checks},
     )
     return JSONResponse(
         body.model_dump(mode="json"), status_code=503 if overall == "unhealthy" else 200
