@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from ops.tasks import docker, images, operations, secrets, stack
+from ops.tasks import docker, images, operations, secrets, stack, swarm
 
 ns = Collection(stack.up, stack.down, stack.ps, stack.logs, stack.build)
 # Operations: backup, restore, reindex, logs-clean (scripts/*.py through Invoke).
@@ -13,3 +13,4 @@ for operation in (operations.backup, operations.restore, operations.reindex, ope
 ns.add_collection(Collection.from_module(docker), name="docker")
 ns.add_collection(Collection.from_module(images), name="images")
 ns.add_collection(Collection.from_module(secrets), name="secrets")
+ns.add_collection(Collection.from_module(swarm), name="swarm")

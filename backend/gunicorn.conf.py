@@ -28,10 +28,21 @@ logger_class = "backend.gunicorn_logger.JsonLogger"
 
 def on_starting(server: Any) -> None:
     """Once, in the master, before any worker imports the app: the directory where every
-    worker writes its metrics (one summed /metrics), emptied of an earlier run's files."""
+    worker writes its metrics (one summed /metrics), emptied of an earlier run's files; then
+    a bounded wait for the database schema, so that workers do not boot (and fail) before the
+    migrate step has run (Swarm starts services in no particular order)."""
+    import asyncio  # noqa: PLC0415
+
     from coach import multiprocess  # noqa: PLC0415 - before prometheus_client is imported
 
     multiprocess.prepare(default=Path("/tmp/prometheus-backend"))  # noqa: S108 - tmpfs
+
+    from coach.migrate import wait_for_database  # noqa: PLC0415
+    from coach.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    if not settings.embedded:
+        asyncio.run(wait_for_database(settings, schema=True, timeout_s=settings.startup_wait))
 
 
 def child_exit(server: Any, worker: Any) -> None:

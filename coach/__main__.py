@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(settings.masked(), indent=2, default=str))
         return 0
     from coach.log import configure  # noqa: PLC0415 - only this command logs
-    from coach.migrate import migrate  # noqa: PLC0415 - only this command needs alembic
+    from coach.migrate import migrate, wait_for_database  # noqa: PLC0415 - alembic only here
 
     configure(settings)  # alembic's lines and ours as JSON, like every service's
+    asyncio.run(wait_for_database(settings, schema=False, timeout_s=settings.startup_wait))
     before, after = asyncio.run(migrate(settings))
     structlog.get_logger("coach.migrate").info(
         f"database schema: {before or 'empty'} -> {after}", before=before, after=after

@@ -8,13 +8,17 @@ on a schema it does not understand.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from coach.db import make_engine
 from coach.settings import Settings
@@ -80,3 +84,30 @@ async def migrate(settings: Settings, *, lock_timeout_s: int = 120) -> tuple[str
         return before, after
     finally:
         await engine.dispose()
+
+
+async def wait_for_database(settings: Settings, *, schema: bool, timeout_s: float) -> None:
+    """Until PostgreSQL answers (and, with `schema`, the schema is at this code's head).
+
+    Nothing orders the services under Swarm: the migrate job may start before PostgreSQL, the
+    backend before the migrate job. Waiting here is quieter than crash loops; past the timeout
+    the caller fails loudly and the orchestrator's restart policy takes over.
+    """
+    log = structlog.get_logger("coach.migrate")
+    deadline = time.monotonic() + timeout_s
+    head = head_revision() if schema else None
+    reported = ""
+    while True:
+        try:
+            revision = await current_revision(settings)
+            if head is None or revision == head:
+                return
+            why = f"schema at {revision or 'empty'}, code needs {head}"
+        except (OSError, SQLAlchemyError, TimeoutError) as exc:
+            why = f"database not answering ({type(exc).__name__})"
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"gave up after {timeout_s:.0f}s: {why}")
+        if why != reported:
+            log.info(f"waiting: {why}", timeout_s=timeout_s)
+            reported = why
+        await asyncio.sleep(2)

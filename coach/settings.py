@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(default=300, ge=10)
     worker_heartbeat_file: Path = Path("/tmp/coach-worker.heartbeat")  # noqa: S108 - tmpfs by design
     beat_lock_ttl: int = Field(default=60, ge=3, description="Seconds a dead beat's lock lasts.")
+    startup_wait: float = Field(
+        default=90.0,
+        ge=0,
+        description="Seconds migrate and the backend wait at start for the database and the "
+        "schema (under Swarm nothing orders the services).",
+    )
 
     # Embedded-mode data (SQLite, Qdrant local files, objects)
     data_dir: Path = Path(".state/embedded")

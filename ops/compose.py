@@ -39,6 +39,7 @@ class Project:
     # Tests run their own project beside a developer's, with their own ports and volumes.
     project_name: str | None = None
     overrides: tuple[tuple[str, str], ...] = ()
+    swarm: bool = False  # add docker-compose.swarm.yml (read by `invoke swarm.deploy` only)
 
     @property
     def name(self) -> str:
@@ -47,6 +48,8 @@ class Project:
     def files(self) -> list[Path]:
         second = "docker-compose.override.yml" if self.env == "dev" else "docker-compose.prod.yml"
         files = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / second]
+        if self.swarm:
+            files.append(COMPOSE_DIR / "docker-compose.swarm.yml")
         if self.tls:
             files.append(COMPOSE_DIR / "docker-compose.tls.yml")
         if self.fallback_file.exists():
