@@ -21,6 +21,7 @@ nox.options.sessions = [
     "integration",
     "image",
     "smoke",
+    "swarm",
     "acceptance",
 ]
 
@@ -101,9 +102,17 @@ def smoke(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def swarm(session: nox.Session) -> None:
+    """The production stack on a one-node swarm: deploy, scale, rolling update under load,
+    automatic rollback of a broken release (the swarm is left again if the tests made it)."""
+    _pytest(session, "tests/swarm", docker=True)
+
+
+@nox.session(python=PYTHON)
 def acceptance(session: nox.Session) -> None:
-    """One test per acceptance criterion of the task card, with a summary table."""
-    session.skip("the acceptance gate arrives with issue #7, once the stack exists")
+    """One test per acceptance criterion of the task card against one live stack; ends with a
+    table criterion -> passed/skipped/failed (also .state/reports/acceptance.json)."""
+    _pytest(session, "tests/acceptance", docker=True)
 
 
 @nox.session(python=PYTHON, default=False)
