@@ -365,7 +365,8 @@ def rollback(stack: str, names: list[str], *, timeout: float = 300) -> dict[str,
 
 def remove(stack: str, *, timeout: float = 120) -> list[str]:
     """Remove the stack's services, networks, secrets and configs; data volumes stay (their
-    names are returned). Waits until the networks are gone, so a redeploy can follow."""
+    names are returned). Waits until the networks and the tasks' containers are gone, so a
+    redeploy can follow and the volumes can be deleted."""
     require_manager()
     volumes = sorted(
         {
@@ -381,8 +382,13 @@ def remove(stack: str, *, timeout: float = 120) -> list[str]:
         left = docker_json(
             "network", "ls", "--filter", f"label={NAMESPACE}={stack}", "--format", "json"
         )
-        if not left and not services(stack):
-            break
+        containers = run(
+            ["docker", "ps", "--all", "--quiet", "--filter", f"label={NAMESPACE}={stack}"],
+            capture=True,
+            quiet=True,
+        ).stdout.split()
+        if not left and not containers and not services(stack):
+            break  # tasks' containers gone too: the volumes are free
         time.sleep(1)
     return volumes
 
