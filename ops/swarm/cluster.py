@@ -382,12 +382,18 @@ def remove(stack: str, *, timeout: float = 120) -> list[str]:
         left = docker_json(
             "network", "ls", "--filter", f"label={NAMESPACE}={stack}", "--format", "json"
         )
-        containers = run(
-            ["docker", "ps", "--all", "--quiet", "--filter", f"label={NAMESPACE}={stack}"],
-            capture=True,
-            quiet=True,
-        ).stdout.split()
-        if not left and not containers and not services(stack):
+        if not left and not services(stack):
+            # Finished job tasks keep their containers after their service is gone.
+            containers = run(
+                ["docker", "ps", "--all", "--quiet", "--filter", f"label={NAMESPACE}={stack}"],
+                capture=True,
+                quiet=True,
+            ).stdout.split()
+            if containers:
+                # Running ones (still stopping) refuse; the next round takes them.
+                run(["docker", "rm", *containers], capture=True, check=False, quiet=True)
+                time.sleep(1)
+                continue
             break  # tasks' containers gone too: the volumes are free
         time.sleep(1)
     return volumes
