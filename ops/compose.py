@@ -73,11 +73,19 @@ class Project:
         ]
         if RESOLVED_ENV.exists():
             argv += ["--env-file", str(RESOLVED_ENV)]
+        if self.env == "prod" and (prod_env := self.prod_env_file()).is_file():
+            # Also for interpolation: `environment:` entries such as LOG_LEVEL: ${LOG_LEVEL:-INFO}
+            # win over env_file, so .env.prod must feed the ${...} too or its values are lost.
+            argv += ["--env-file", str(prod_env)]
         for file in self.files():
             argv += ["-f", str(file)]
         for profile in self.profiles:
             argv += ["--profile", profile]
         return [*argv, *args]
+
+    def prod_env_file(self) -> Path:
+        path = Path(self.environ().get("PROD_ENV_FILE") or ".env.prod")
+        return path if path.is_absolute() else COMPOSE_DIR / path
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ) | dict(self.overrides)

@@ -26,6 +26,9 @@ def rendered(
     written = secrets.generate("prod", root=root)
     env_file = root / ".env.prod"
     shutil.copy(COMPOSE_DIR / ".env.prod.example", env_file)
+    # Values that compose also interpolates into `environment:`: they must still come through.
+    with env_file.open("a") as extra:
+        extra.write("LOG_LEVEL=WARNING\nS3_BUCKET=coach-prod-objects\n")
     prod = Project(
         "prod", overrides=(("SECRETS_DIR", str(root / "prod")), ("PROD_ENV_FILE", str(env_file)))
     )
@@ -52,6 +55,7 @@ def test_prod_reads_env_file_and_secrets_and_runs_as_production(rendered: Any) -
         env = prod["services"][name]["environment"]
         assert env["ENVIRONMENT"] == "production", name
         assert env["QUESTION_RETENTION_DAYS"] == "90", f"{name} did not read .env.prod"
+        assert (env["LOG_LEVEL"], env["S3_BUCKET"]) == ("WARNING", "coach-prod-objects"), name
         assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
         assert not any(
             k.endswith(("PASSWORD", "_KEY")) and not k.endswith("_FILE") and k != "S3_ACCESS_KEY_ID"
@@ -63,6 +67,7 @@ def test_prod_reads_env_file_and_secrets_and_runs_as_production(rendered: Any) -
             "minio_root_password",
             "llm_api_key",
         }
+    assert prod["services"]["minio-init"]["environment"]["S3_BUCKET"] == "coach-prod-objects"
 
 
 def test_prod_publishes_only_nginx_and_mounts_no_source(rendered: Any) -> None:
