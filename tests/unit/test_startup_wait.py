@@ -14,13 +14,13 @@ from tests.support.processes import free_port
 
 
 def test_gives_up_on_a_database_that_does_not_answer() -> None:
-    settings = Settings(postgres_host="127.0.0.1", postgres_port=free_port())  # type: ignore[call-arg]
+    settings = Settings(postgres_host="127.0.0.1", postgres_port=free_port())
     with pytest.raises(TimeoutError, match=r"gave up after 1s: database not answering"):
         asyncio.run(wait_for_database(settings, schema=False, timeout_s=1))
 
 
 def test_waits_for_the_schema_until_migrated(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)  # type: ignore[call-arg]
+    settings = Settings(data_dir=tmp_path)
     tmp_path.mkdir(exist_ok=True)
     with pytest.raises(TimeoutError, match=r"schema at empty, code needs \w+"):
         asyncio.run(wait_for_database(settings, schema=True, timeout_s=0))
