@@ -1,8 +1,17 @@
 """Compose projects for tests and benchmarks: their own name and free ports for everything the
-development override publishes, so a developer's own `coach` stack is never touched."""
+development override publishes, so a developer's own `coach` stack is never touched. And the
+whole stack brought up by `invoke up`'s own code, for the suites that test it live (smoke,
+acceptance)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from ops import stack as stacks
 from ops.compose import Project
 from tests.support.processes import free_port
 
@@ -29,3 +38,52 @@ def isolated_project(name: str, profiles: tuple[str, ...] = ()) -> tuple[Project
         overrides=tuple((k, str(v)) for k, v in ports.items()),
     )
     return project, ports
+
+
+@dataclass
+class ComposeStack:
+    """A running stack: its project, what `up` reported, and its published ports."""
+
+    project: Project
+    result: stacks.UpResult
+    ports: dict[str, int]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['HTTP_PORT']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['DEV_PROMETHEUS_PORT']}"
+
+    def client(self, timeout: float = 15) -> httpx.Client:
+        """Through nginx, as a user reaches the app."""
+        return httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def failures(self) -> str:
+        return "\n".join(f"{service}: {detail}" for service, detail in self.result.failed.items())
+
+    def log_lines(self, service: str) -> list[str]:
+        """Every non-empty line the service wrote (stdout and stderr), without prefixes."""
+        out = self.project.run(
+            "logs", "--no-color", "--no-log-prefix", service, capture=True, quiet=True
+        ).stdout
+        return [line for line in out.splitlines() if line.strip()]
+
+
+@contextmanager
+def compose_stack(
+    name: str, profiles: tuple[str, ...] = ("observability",)
+) -> Iterator[ComposeStack]:
+    """Up under its own project name and ports, whatever the outcome (the caller judges
+    `result.ok`); always removed with its volumes afterwards."""
+    project, ports = isolated_project(name, profiles)
+    stacks.down(project, volumes=True)  # leftovers of a killed run
+    try:
+        result = stacks.up(project)
+        print(
+            f"stack {name} {'healthy' if result.ok else 'NOT healthy'} after {result.seconds:.0f}s"
+        )
+        yield ComposeStack(project, result, ports)
+    finally:
+        stacks.down(project, volumes=True)
