@@ -27,7 +27,9 @@ APP_IMAGE_REPO = "coach/app"
 # Labels the stack file's placement constraints use; `swarm.init` puts them all on its node.
 NODE_LABELS = ("edge", "postgres", "redis", "qdrant", "objects", "observability")
 SETTLED = {None, "completed", "rollback_completed"}
+# A deploy whose update ended in a rollback failed; a rollback asked for succeeded with it.
 FAILED_UPDATES = {"rollback_completed", "rollback_paused", "paused"}
+FAILED_ROLLBACKS = {"rollback_paused", "paused"}
 
 
 def docker_json(*args: str) -> list[dict[str, Any]]:
@@ -255,9 +257,10 @@ def _tasks(service_id: str) -> list[dict[str, Any]]:
     return docker_json("service", "ps", "--no-trunc", "--format", "json", service_id)
 
 
-def progress(stack: str, since: float = 0.0) -> dict[str, str]:
+def progress(stack: str, since: float = 0.0, *, rollback: bool = False) -> dict[str, str]:
     """Per service: "" when settled, else what it is waiting for (or why it failed, prefixed
-    "FAILED")."""
+    "FAILED"). Updates started before `since` (epoch seconds) are history, not failures."""
+    failures = FAILED_ROLLBACKS if rollback else FAILED_UPDATES
     state: dict[str, str] = {}
     listing = _listing(stack)
     for service in services(stack):
@@ -265,7 +268,7 @@ def progress(stack: str, since: float = 0.0) -> dict[str, str]:
         update = service.get("UpdateStatus") or {}
         fresh = _timestamp(update.get("StartedAt")) >= since
         replicas = str(listing.get(service["Spec"]["Name"], {}).get("Replicas", ""))
-        if fresh and update.get("State") in FAILED_UPDATES:
+        if fresh and update.get("State") in failures:
             state[name] = f"FAILED update: {update.get('State')}: {update.get('Message', '')}"
         elif fresh and update.get("State") not in SETTLED:
             state[name] = f"update {update.get('State')}"
@@ -279,14 +282,23 @@ def progress(stack: str, since: float = 0.0) -> dict[str, str]:
 
 
 def wait(
-    stack: str, *, since: float = 0.0, timeout: float = 600, only: set[str] | None = None
+    stack: str,
+    *,
+    since: float = 0.0,
+    timeout: float = 600,
+    only: set[str] | None = None,
+    rollback: bool = False,
 ) -> dict[str, str]:
     """Until every (or each `only`) service settles; returns the ones that did not, with why
     and their last task errors."""
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
     while True:
-        state = {k: v for k, v in progress(stack, since).items() if only is None or k in only}
+        state = {
+            k: v
+            for k, v in progress(stack, since, rollback=rollback).items()
+            if only is None or k in only
+        }
         pending = {k: v for k, v in state.items() if v}
         if pending != last and pending:
             say("waiting for " + ", ".join(f"{k} ({v})" for k, v in sorted(pending.items())))
@@ -360,7 +372,7 @@ def rollback(stack: str, names: list[str], *, timeout: float = 300) -> dict[str,
     started = time.time()
     for name in names:
         run(["docker", "service", "rollback", "--detach", f"{stack}_{name}"], capture=True)
-    return wait(stack, since=started, timeout=timeout, only=set(names))
+    return wait(stack, since=started, timeout=timeout, only=set(names), rollback=True)
 
 
 def remove(stack: str, *, timeout: float = 120) -> list[str]:

@@ -188,6 +188,20 @@ def test_broken_release_rolls_back_by_itself(swarm_stack: SwarmStack) -> None:
         flow.upload_index_ask(http)
 
 
+def test_rollback_by_hand_returns_a_service_to_its_previous_spec(swarm_stack: SwarmStack) -> None:
+    # The broken release above left the worker on its tag (the worker's command does not use
+    # the broken entry point); its previous spec is the release before.
+    previous = _inspect(swarm_stack, "celery-worker")["PreviousSpec"]
+    before = previous["TaskTemplate"]["ContainerSpec"]["Image"]  # type: ignore[index]
+    assert before != _image(swarm_stack, "celery-worker")
+    failed = cluster.rollback(swarm_stack.name, ["celery-worker"])
+    assert not failed, failed
+    assert _image(swarm_stack, "celery-worker") == before
+    with swarm_stack.client() as http:
+        sid = flow.upload(http, "def g(x):\n    return x * 2\n", "g.py")
+        flow.wait_indexed(http, sid)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _drop_test_images() -> object:
     yield
