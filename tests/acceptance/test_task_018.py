@@ -31,6 +31,7 @@ from ops.stack import ONE_SHOT
 from tests.acceptance.conftest import Flow, missing_images, unproven
 from tests.support import docs
 from tests.support.compose import ComposeStack
+from tests.support.otlp import ASK_SPANS
 from tests.support.processes import wait_until
 from tests.support.samples import FIB
 
@@ -51,15 +52,6 @@ except urllib.error.HTTPError as error:
     answer = error
 print(answer.status, answer.read().decode())
 """
-# The ask's spans, from the HTTP request through Celery into every agent step.
-ASK_SPANS = {
-    "POST /api/v1/coach/ask",
-    "apply_async/coach.ask",
-    "run/coach.ask",
-    "coach.retrieve",
-    "coach.prompt",
-    "coach.generate",
-}
 
 
 def _records(stack: ComposeStack, service: str) -> list[dict[str, Any]]:

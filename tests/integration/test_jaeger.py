@@ -9,18 +9,10 @@ from typing import Any
 import httpx
 
 from tests.support.containers import container, running
+from tests.support.otlp import ASK_SPANS
 from tests.support.processes import free_port, wait_until
 from tests.support.samples import FIB
 from tests.support.stack import stack
-
-EXPECTED = {
-    "POST /api/v1/coach/ask",
-    "apply_async/coach.ask",
-    "run/coach.ask",
-    "coach.retrieve",
-    "coach.prompt",
-    "coach.generate",
-}
 
 
 def test_ask_trace_is_read_back_from_jaeger(tmp_path: Path) -> None:
@@ -55,7 +47,7 @@ def test_ask_trace_is_read_back_from_jaeger(tmp_path: Path) -> None:
                 if response.status_code != 200 or not response.json().get("data"):
                     return False
                 found.update(response.json()["data"][0])
-                return {s["operationName"] for s in found["spans"]} >= EXPECTED
+                return {s["operationName"] for s in found["spans"]} >= ASK_SPANS
 
             wait_until(complete, seconds=60, what="the ask's trace in Jaeger", interval=1)
     services = {p["serviceName"] for p in found["processes"].values()}

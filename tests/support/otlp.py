@@ -30,6 +30,19 @@ SPAN_KIND = {
 }
 
 
+# One ask's spans, from the HTTP request through Celery into every agent step.
+ASK_SPANS = frozenset(
+    {
+        "POST /api/v1/coach/ask",
+        "apply_async/coach.ask",
+        "run/coach.ask",
+        "coach.retrieve",
+        "coach.prompt",
+        "coach.generate",
+    }
+)
+
+
 @dataclass(frozen=True)
 class ReceivedSpan:
     service: str
