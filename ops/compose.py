@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ops.console import run
+from ops.console import json_listing, run
 from ops.images.resolve import RESOLVED_ENV, Resolved
 from ops.paths import COMPOSE_DIR, IMAGES_FILE, ROOT, STATE_DIR
 
@@ -121,12 +121,7 @@ class Project:
 
     def ps(self) -> list[dict[str, Any]]:
         done = self.run("ps", "--all", "--format", "json", capture=True, quiet=True)
-        text = done.stdout.strip()
-        if not text:
-            return []
-        if text.startswith("["):
-            return list(json.loads(text))
-        return [json.loads(line) for line in text.splitlines()]
+        return json_listing(done.stdout)
 
 
 def build_ca_file() -> Path:

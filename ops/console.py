@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def say(message: str) -> None:
@@ -56,6 +58,17 @@ class CommandError(RuntimeError):
         self.stderr = stderr
         detail = f": {stderr.splitlines()[-1]}" if stderr else ""
         super().__init__(f"`{shlex.join(self.argv)}` exited {returncode}{detail}")
+
+
+def json_listing(text: str) -> list[dict[str, Any]]:
+    """A docker or compose `--format json` listing: one object per line, or (older versions,
+    some subcommands) one JSON array."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines()]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

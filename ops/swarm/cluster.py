@@ -18,7 +18,7 @@ from typing import Any
 
 from ops import stack as stacks
 from ops.compose import Project
-from ops.console import CommandError, run, say
+from ops.console import CommandError, json_listing, run, say
 from ops.paths import STATE_DIR
 from ops.swarm.stackfile import SwarmObject, render
 
@@ -34,12 +34,7 @@ FAILED_ROLLBACKS = {"rollback_paused", "paused"}
 
 def docker_json(*args: str) -> list[dict[str, Any]]:
     """A docker CLI listing as a list of objects (`--format json` prints one per line)."""
-    out = run(["docker", *args], capture=True, quiet=True).stdout.strip()
-    if not out:
-        return []
-    if out.startswith("["):
-        return list(json.loads(out))
-    return [json.loads(line) for line in out.splitlines()]
+    return json_listing(run(["docker", *args], capture=True, quiet=True).stdout)
 
 
 # --- the swarm itself -----------------------------------------------------------------------

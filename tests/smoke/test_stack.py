@@ -20,6 +20,7 @@ from ops.images.catalog import load_images
 from ops.paths import COMPOSE_DIR
 from ops.stack import ONE_SHOT, status_rows
 from tests.smoke.conftest import SmokeStack
+from tests.support import flow
 from tests.support.processes import free_port, wait_until
 from tests.support.samples import FIB
 
@@ -67,24 +68,7 @@ def test_service_is_healthy_or_named_as_unobtainable(smoke: SmokeStack, service:
 
 def test_upload_index_ask_through_nginx(smoke: SmokeStack) -> None:
     with smoke.client() as http:
-        accepted = http.post(
-            "/api/v1/snippets", json={"title": "fib.py", "language": "python", "content": FIB}
-        )
-        assert accepted.status_code == 202, accepted.text
-        sid = accepted.json()["id"]
-
-        def indexed() -> bool:
-            body = http.get(f"/api/v1/snippets/{sid}").json()
-            assert body["status"] != "failed", body
-            return bool(body["status"] == "indexed")
-
-        wait_until(indexed, seconds=60, what="snippet indexed by the worker container")
-        answer = http.post(
-            "/api/v1/coach/ask", json={"question": "how is fibonacci computed?", "snippet_id": sid}
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["citations"][0]["snippet_id"] == sid
-        assert http.get(f"/api/v1/snippets/{sid}/content").text == FIB
+        flow.upload_index_ask(http)
 
 
 def test_nginx_edge_rules(smoke: SmokeStack) -> None:
