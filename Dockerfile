@@ -63,8 +63,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     APP_VERSION=${VERSION} \
     APP_REVISION=${REVISION} \
-    DATA_DIR=/tmp/coach \
-    WORKER_HEARTBEAT_FILE=/tmp/coach-heartbeat
+    DATA_DIR=/tmp/coach
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000

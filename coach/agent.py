@@ -10,10 +10,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from opentelemetry.trace import Span
+from sqlalchemy import delete
 
 from coach import snippets
 from coach.db import session_scope
@@ -212,3 +214,12 @@ async def ask(
         completion.completion_tokens,
         latency_ms,
     )
+
+
+async def purge_questions(rt: Runtime, *, older_than_days: int) -> int:
+    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+    async with session_scope(rt.sessions) as session:
+        result = await session.execute(delete(Question).where(Question.created_at < cutoff))
+    deleted = int(getattr(result, "rowcount", 0) or 0)
+    log.info("questions purged", deleted=deleted, older_than_days=older_than_days)
+    return deleted

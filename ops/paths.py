@@ -8,5 +8,5 @@ ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 COMPOSE_DIR = INFRA / "compose"
 IMAGES_FILE = COMPOSE_DIR / ".env"  # every third-party image reference; compose reads it
-BAKE_DIR = INFRA / "images"
+BAKE_DIR = INFRA / "standins"  # Debian recipes standing in for official images
 STATE_DIR = ROOT / ".state"  # gitignored: pid files, logs, resolved image env files

@@ -23,11 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from anywhere
 
-from ops import cli
-from ops.backup import DEFAULT_ROOT, backup, complete_backups
-from ops.console import table
-from ops.events import Reporter, human_size
-from ops.manifest import MANIFEST, Manifest
+from ops.cli import common as cli
+from ops.console import Reporter, human_size, table
+from ops.data.backup import DEFAULT_ROOT, backup, complete_backups
+from ops.data.manifest import MANIFEST, Manifest
 
 
 def main(argv: list[str] | None = None) -> int:

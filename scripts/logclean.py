@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from an
 
 from coach import logfiles
 from coach.settings import get_settings
-from ops import cli
-from ops.events import OpsError, Reporter
-from ops.logclean import clean
+from ops.cli import common as cli
+from ops.console import Reporter
+from ops.data.logclean import clean
+from ops.errors import OpsError
 
 
 def main(argv: list[str] | None = None) -> int:

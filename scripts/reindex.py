@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from anywhere
 
-from ops import cli
-from ops.events import Reporter
-from ops.reindex import reindex
+from ops.cli import common as cli
+from ops.console import Reporter
+from ops.data.reindex import reindex
 
 
 def main(argv: list[str] | None = None) -> int:

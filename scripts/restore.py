@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from anywhere
 
-from ops import cli
-from ops.backup import DEFAULT_ROOT
-from ops.events import Reporter
-from ops.restore import restore
+from ops.cli import common as cli
+from ops.console import Reporter
+from ops.data.backup import DEFAULT_ROOT
+from ops.data.restore import restore
 
 
 def confirm_on_terminal(question: str) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ops import docker_engine
+from ops.host import engine as docker_engine
 
 
 @pytest.fixture(scope="session")

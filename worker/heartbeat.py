@@ -4,7 +4,7 @@ a broker round trip per probe and answers for every worker at once).
 The worker touches its file from a consumer bootstep, so the beat stops when the consumer loses
 the broker (coach_worker_heartbeat_timestamp_seconds follows it, for alerting); beat touches its
 own on every scheduler tick. The check is this module's CLI:
-    python -m worker.heartbeat /tmp/coach-worker.heartbeat --max-age 60
+    python -m worker.heartbeat --max-age 60
 """
 
 from __future__ import annotations
@@ -66,9 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m worker.heartbeat", description="Exit 0 if the heartbeat file is fresh."
     )
-    parser.add_argument("path", type=Path)
+    parser.add_argument(
+        "path",
+        type=Path,
+        nargs="?",
+        help="heartbeat file (default: the WORKER_HEARTBEAT_FILE setting, as the worker writes it)",
+    )
     parser.add_argument("--max-age", type=float, default=60.0, help="seconds (default 60)")
     args = parser.parse_args(argv)
+    if args.path is None:
+        from coach.settings import get_settings  # noqa: PLC0415
+
+        args.path = get_settings().worker_heartbeat_file
     seconds = age(args.path)
     if seconds is None:
         print(f"unhealthy: no heartbeat file {args.path}")

@@ -13,7 +13,7 @@ from celery import Task
 from celery.exceptions import MaxRetriesExceededError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from coach import agent, logfiles, maintenance, snippets
+from coach import agent, logfiles, reindexing, snippets
 from coach.errors import CoachError, NotFound, Unavailable
 from coach.llm import LLMError
 from coach.metrics import LLM_UP, SNIPPETS_FAILED, SNIPPETS_INDEXED
@@ -97,8 +97,8 @@ def ask(
 @app.task(name="coach.reindex", bind=True, max_retries=3)
 def reindex(self: Task) -> dict[str, Any]:
     try:
-        result = run(maintenance.reindex)
-    except maintenance.ReindexBusy as exc:  # one is already running (the CLI, or another task)
+        result = run(reindexing.reindex)
+    except reindexing.ReindexBusy as exc:  # one is already running (the CLI, or another task)
         log.warning("reindex skipped", reason=str(exc))
         return {"skipped": str(exc)}
     return {
@@ -134,7 +134,7 @@ def clean_logs() -> dict[str, Any]:
 @app.task(name="coach.cleanup")
 def cleanup(older_than_days: int | None = None) -> dict[str, Any]:
     days = older_than_days or get_settings().question_retention_days
-    deleted = run(lambda rt: maintenance.purge_questions(rt, older_than_days=days))
+    deleted = run(lambda rt: agent.purge_questions(rt, older_than_days=days))
     return {"questions_deleted": deleted}
 
 

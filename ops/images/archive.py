@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ops.console import run, say
+from ops.console import say
 from ops.images.resolve import Resolved
+from ops.proc import run
 
 
 def save(resolved: list[Resolved], output: Path) -> tuple[list[str], int]:

@@ -1,7 +1,7 @@
 """`images.bake`: Debian-built stand-ins for the official images, for hosts without a registry.
 
 Two Debian bases come from mmdebstrap + `docker import`; every other image is a Dockerfile in
-infra/images/<name>/ built FROM a base with `docker compose build` (the engine's BuildKit, so
+infra/standins/<name>/ built FROM a base with `docker compose build` (the engine's BuildKit, so
 secret and cache mounts work without buildx). Each image carries the hash of its recipe in a
 label: an unchanged recipe is reused, a changed one (or a changed base) is rebuilt.
 """
@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops import docker_engine
-from ops.console import run, say
-from ops.host import apt_install
+from ops.console import say
+from ops.host import engine as docker_engine
+from ops.host.packages import apt_install
 from ops.images.debian import host_mirrors
 from ops.paths import BAKE_DIR, STATE_DIR
+from ops.proc import run
 from ops.settings import get_settings
 
 RECIPE_LABEL = "org.coach.bake.recipe"

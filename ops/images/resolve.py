@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ops.console import run, say
+from ops.console import say
 from ops.images import bake as baking
 from ops.images.catalog import ImageRef, load_images
 from ops.paths import STATE_DIR
+from ops.proc import run
 from ops.settings import OpsSettings, get_settings
 
 Source = Literal["local", "pulled", "baked", "unavailable"]

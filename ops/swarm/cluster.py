@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ops import stack as stacks
-from ops.compose import Project
-from ops.console import CommandError, json_listing, run, say
+from ops.console import say
+from ops.errors import CommandError
 from ops.paths import STATE_DIR
+from ops.proc import json_listing, run
+from ops.stack import up as stacks
+from ops.stack.project import Project
 from ops.swarm.stackfile import SwarmObject, render
 
 NAMESPACE = "com.docker.stack.namespace"

@@ -8,8 +8,7 @@ from typing import ParamSpec, TypeVar
 
 from invoke.exceptions import Exit
 
-from ops.console import CommandError
-from ops.host import HostError
+from ops.errors import CommandError, HostError
 
 P = ParamSpec("P")
 R = TypeVar("R")

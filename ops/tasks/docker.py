@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Context, task
 
-from ops import docker_engine
+from ops.host import engine as docker_engine
 from ops.tasks._util import exits_cleanly
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from invoke import Context, task
 
-from ops import secrets as store
 from ops.console import table
 from ops.paths import ROOT
+from ops.stack import secrets as store
 from ops.tasks._util import exits_cleanly
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from invoke import Context, task
 from invoke.exceptions import Exit
 
-from ops import docker_engine, embedded
-from ops import stack as stacks
-from ops.compose import Env, Project
 from ops.console import megabytes, table
-from ops.host import HostError
+from ops.errors import HostError
+from ops.host import engine as docker_engine
 from ops.images.bake import image_size
+from ops.stack import embedded
+from ops.stack import up as stacks
+from ops.stack.project import Env, Project
 from ops.tasks._util import exits_cleanly
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from ops.compose import OPTIONAL, REPLACEABLE
 from ops.console import table
 from ops.reports import REPORTS
+from ops.stack.fallback import OPTIONAL, REPLACEABLE
 from tests.support.compose import ComposeStack, compose_stack
 from tests.support.flow import wait_indexed
 from tests.support.samples import FIB

@@ -24,10 +24,10 @@ import httpx
 import pytest
 import yaml
 
-from ops import secrets as ops_secrets
-from ops.compose import Project
 from ops.paths import COMPOSE_DIR, INFRA, ROOT
-from ops.stack import ONE_SHOT
+from ops.stack import secrets as ops_secrets
+from ops.stack.project import Project
+from ops.stack.up import ONE_SHOT
 from tests.acceptance.conftest import Flow, missing_images, unproven
 from tests.support import docs
 from tests.support.compose import ComposeStack

@@ -28,12 +28,11 @@ from pydantic import SecretStr
 
 from coach.migrate import migrate
 from coach.settings import Settings
-from ops.backup import backup
-from ops.console import table
-from ops.events import Reporter
-from ops.reindex import reindex
-from ops.restore import restore
-from ops.target import ContainerTarget, Writers
+from ops.console import Reporter, table
+from ops.data.backup import backup
+from ops.data.reindex import reindex
+from ops.data.restore import restore
+from ops.data.target import ContainerTarget, Writers
 from tests.support.containers import container, running, wait_for_postgres
 from tests.support.processes import free_port
 

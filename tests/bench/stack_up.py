@@ -10,11 +10,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ops import stack as stacks
-from ops.compose import build_image
 from ops.console import table
+from ops.images.build import build_image
 from ops.images.resolve import resolve
 from ops.paths import ROOT
+from ops.stack import up as stacks
 from tests.support.compose import isolated_project
 
 CONTEXT = ("pyproject.toml", "uv.lock", "coach", "backend", "worker", "Dockerfile", ".dockerignore")

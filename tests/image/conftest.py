@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from ops import stack as stacks
-from ops.compose import Project, build_ca_file
-from ops.console import run
+from ops.images.build import build_ca_file
+from ops.proc import run
+from ops.stack import up as stacks
+from ops.stack.project import Project
 
 IMAGE = "coach/app:image-test"
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 
-from ops.compose import build_image
-from ops.console import megabytes, run
+from ops.console import megabytes
+from ops.images.build import build_image
 from ops.paths import ROOT
+from ops.proc import run
 from tests.image.conftest import BuiltImage, inspect
 from tests.support.processes import free_port, wait_until
 

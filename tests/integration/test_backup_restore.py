@@ -16,9 +16,9 @@ import pytest
 from obstore.store import S3Store
 
 from coach.migrate import head_revision
-from ops.backup import backup, complete_backups
-from ops.manifest import DUMP, MANIFEST, BackupCorrupt, verify
-from ops.restore import restore
+from ops.data.backup import backup, complete_backups
+from ops.data.manifest import DUMP, MANIFEST, BackupCorrupt, verify
+from ops.data.restore import restore
 from tests.support.ops_target import (
     delete_object,
     object_digests,

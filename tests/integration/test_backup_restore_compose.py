@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops import stack as stacks
-from ops.backup import backup
-from ops.restore import restore
-from ops.target import WRITERS, ComposeTarget
+from ops.data.backup import backup
+from ops.data.restore import restore
+from ops.data.target import WRITERS, ComposeTarget
+from ops.stack import up as stacks
 from tests.support.compose import isolated_project
 from tests.support.processes import wait_until
 

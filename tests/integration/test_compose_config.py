@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ops import secrets
-from ops.compose import Project
 from ops.paths import COMPOSE_DIR
+from ops.stack import secrets
+from ops.stack.project import Project
 
 ONE_SHOT = {"migrate", "minio-init"}
 DATA_SERVICES = {"postgres", "redis", "qdrant", "minio"}

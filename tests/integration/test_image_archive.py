@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ops.console import run
 from ops.images import archive
 from ops.images.resolve import present, resolve
+from ops.proc import run
 
 
 def test_save_then_load_restores_an_image_the_resolver_finds(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops.compose import build_image
-from ops.console import run
+from ops.images.build import build_image
 from ops.images.catalog import ImageRef
 from ops.images.resolve import present, resolve
+from ops.proc import run
 from ops.settings import OpsSettings
 from tests.support.containers import LABELS
 from tests.support.processes import ROOT, free_port, wait_until

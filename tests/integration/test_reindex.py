@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from coach.maintenance import MARKER_ID, REINDEX_LOCK_KEY, ReindexBusy, ReindexProgress
+from coach.reindexing import MARKER_ID, REINDEX_LOCK_KEY, ReindexBusy, ReindexProgress
 from coach.vectors import VectorStore
-from ops.reindex import reindex
-from ops.target import settings_from_env
+from ops.data.reindex import reindex
+from ops.data.target import settings_from_env
 from tests.support.ops_target import dsn, postgres_container_id, table_rows
 from tests.support.processes import ROOT, wait_until
 from tests.support.stack import Stack

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ops import secrets
 from ops.paths import COMPOSE_DIR
+from ops.stack import secrets
 from ops.swarm import cluster
 from ops.swarm.stackfile import StackFile, render
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops import secrets
-from ops import stack as stacks
-from ops.compose import Project
-from ops.console import run
 from ops.images.catalog import load_images
 from ops.paths import COMPOSE_DIR
-from ops.stack import ONE_SHOT, status_rows
+from ops.proc import run
+from ops.stack import secrets
+from ops.stack import up as stacks
+from ops.stack.project import Project
+from ops.stack.up import ONE_SHOT, status_rows
 from tests.smoke.conftest import SmokeStack
 from tests.support import flow
 from tests.support.processes import free_port, wait_until

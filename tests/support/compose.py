@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from ops import stack as stacks
-from ops.compose import Project
+from ops.stack import up as stacks
+from ops.stack.project import Project
 from tests.support.processes import free_port
 
 PUBLISHED = (

@@ -11,8 +11,8 @@ from typing import Any, LiteralString
 import psycopg
 
 from coach.objects import ObjectStore
-from ops.manifest import TABLES
-from ops.target import ContainerTarget, Writers, settings_from_env
+from ops.data.manifest import TABLES
+from ops.data.target import ContainerTarget, Writers, settings_from_env
 from tests.support import processes
 from tests.support.stack import Stack
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops import secrets
-from ops.console import run
 from ops.paths import COMPOSE_DIR
+from ops.proc import run
+from ops.stack import secrets
 from ops.swarm import cluster
 from tests.support.processes import free_port
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops.compose import build_image
-from ops.console import run
+from ops.images.build import build_image
+from ops.proc import run
 from ops.swarm import cluster
 from tests.support import flow
 from tests.swarm.conftest import SwarmStack

@@ -14,14 +14,22 @@ import httpx
 import pytest
 
 from coach.migrate import head_revision
-from ops import backup as backups
-from ops import postgres, qdrant
-from ops import restore as restores
-from ops.compose import Project
-from ops.console import CommandError
-from ops.events import OpsError, Reporter
-from ops.manifest import DUMP, MANIFEST, BackupCorrupt, FileEntry, Manifest, object_path, verify
-from ops.target import ComposeTarget, ContainerTarget, TargetError, Writers, settings_from_env
+from ops.console import Reporter
+from ops.data import backup as backups
+from ops.data import postgres, qdrant
+from ops.data import restore as restores
+from ops.data.manifest import (
+    DUMP,
+    MANIFEST,
+    BackupCorrupt,
+    FileEntry,
+    Manifest,
+    object_path,
+    verify,
+)
+from ops.data.target import ComposeTarget, ContainerTarget, Writers, settings_from_env
+from ops.errors import CommandError, OpsError, TargetError
+from ops.stack.project import Project
 
 
 def write_backup(directory: Path, files: dict[str, bytes]) -> Manifest:
@@ -322,7 +330,7 @@ def test_compose_target_on_local_stores_needs_them_on_a_volume(
         asked.append(argv)
         return type("Done", (), {"stdout": f"{tmp_path}\n"})()
 
-    monkeypatch.setattr("ops.target.run", docker)
+    monkeypatch.setattr("ops.data.target.run", docker)
     settings = ComposeTarget(project, overrides={}).settings()
     assert settings.data_dir == tmp_path and settings.qdrant_url is None
     assert asked == [

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from coach import logfiles
-from ops.events import Reporter
-from ops.logclean import clean
+from ops.console import Reporter
+from ops.data.logclean import clean
 from scripts import logclean as logclean_script
 
 DAY = 86400.0

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from coach import maintenance, snippets
-from coach.maintenance import MARKER_ID, ReindexProgress
+from coach import reindexing, snippets
 from coach.migrate import migrate
+from coach.reindexing import MARKER_ID, ReindexProgress
 from coach.runtime import Runtime
 from coach.settings import get_settings
 
@@ -32,7 +32,7 @@ async def _runtime_with_chunks() -> tuple[Runtime, int]:
     for n in range(3):
         snippet = await snippets.create(rt, title=f"s{n}", language="python", raw=_source("f", 120))
         await snippets.index(rt, snippet.id)
-    return rt, await maintenance.chunk_count(rt)
+    return rt, await reindexing.chunk_count(rt)
 
 
 def test_a_crashed_reindex_resumes_into_the_same_collection(embedded_env: Path) -> None:
@@ -47,14 +47,14 @@ def test_a_crashed_reindex_resumes_into_the_same_collection(embedded_env: Path) 
                 raise Crash
 
             with pytest.raises(Crash):
-                await maintenance.reindex(rt, batch=4, on_batch=crash_after_first)
+                await reindexing.reindex(rt, batch=4, on_batch=crash_after_first)
             crashed = seen[0].collection
             assert seen[0].written == 4 and seen[0].total == chunks
             assert rt.vectors.target() == before, "a crashed run must not touch the alias"
             assert rt.vectors.point_payload(crashed, MARKER_ID) is not None
 
             progress: list[ReindexProgress] = []
-            result = await maintenance.reindex(rt, batch=4, on_batch=progress.append)
+            result = await reindexing.reindex(rt, batch=4, on_batch=progress.append)
             assert result.collection == crashed and result.resumed_from == 4
             assert result.points == chunks - 4, "only the rest is written again"
             assert progress[-1].done == chunks == progress[-1].total
@@ -62,7 +62,7 @@ def test_a_crashed_reindex_resumes_into_the_same_collection(embedded_env: Path) 
             assert rt.vectors.count() == chunks, "the marker is gone before the swap"
             assert before in result.dropped and before not in rt.vectors.collections()
 
-            fresh = await maintenance.reindex(rt, resume=False)
+            fresh = await reindexing.reindex(rt, resume=False)
             assert fresh.collection != crashed and not fresh.resumed
             assert rt.vectors.collections() == [fresh.collection]
             assert rt.vectors.count() == chunks
@@ -81,10 +81,10 @@ def test_an_abandoned_run_is_dropped_when_a_fresh_one_is_asked(embedded_env: Pat
                 raise Crash
 
             with pytest.raises(Crash):
-                await maintenance.reindex(rt, batch=2, on_batch=crash)
+                await reindexing.reindex(rt, batch=2, on_batch=crash)
             abandoned = [c for c in rt.vectors.collections() if c != rt.vectors.target()]
             assert len(abandoned) == 1
-            result = await maintenance.reindex(rt, resume=False, batch=1000)
+            result = await reindexing.reindex(rt, resume=False, batch=1000)
             assert abandoned[0] in result.dropped and not result.resumed
             assert set(rt.vectors.collections()) == {result.collection}
             assert rt.vectors.count() == chunks
@@ -123,8 +123,8 @@ def test_a_snippet_indexed_during_the_run_is_caught_up_after_the_swap(embedded_e
                 if progress.written == progress.total:
                     index_another()
 
-            result = await maintenance.reindex(rt, batch=4, on_batch=at_the_end)
-            total = await maintenance.chunk_count(rt)
+            result = await reindexing.reindex(rt, batch=4, on_batch=at_the_end)
+            total = await reindexing.chunk_count(rt)
             assert total > chunks and result.caught_up >= total - chunks
             assert rt.vectors.count() == total, "every chunk, the late ones too"
         finally:

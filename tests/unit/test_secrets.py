@@ -6,7 +6,7 @@ import json
 import stat
 from pathlib import Path
 
-from ops import secrets
+from ops.stack import secrets
 
 
 def test_generate_creates_keeps_and_forces(tmp_path: Path) -> None:

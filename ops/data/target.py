@@ -24,16 +24,13 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from coach.settings import Settings
-from ops.compose import Project
-from ops.console import run, say
-from ops.events import OpsError
+from ops.console import say
+from ops.errors import TargetError
+from ops.proc import run
+from ops.stack.project import Project
 
 WRITERS = ("backend", "celery-worker", "celery-beat")
 OVERRIDE_PREFIX = "COACH_TARGET_"  # COACH_TARGET_S3_ENDPOINT_URL=... wins over the stack's value
-
-
-class TargetError(OpsError):
-    pass
 
 
 class Target(Protocol):
@@ -301,7 +298,7 @@ class ComposeTarget:
     def start_writers(self, stopped: list[str]) -> None:
         if not stopped:
             return
-        from ops.stack import unhealthy  # noqa: PLC0415 - only restores need it
+        from ops.stack.up import unhealthy  # noqa: PLC0415 - only restores need it
 
         self.project.run("start", *stopped)
         deadline = time.monotonic() + self.healthy_within_s

@@ -14,10 +14,10 @@ from typing import Any
 import structlog
 
 from coach.log import scrub
-from ops.compose import Project
-from ops.console import CommandError
-from ops.events import OpsError, Reporter
-from ops.target import OVERRIDE_PREFIX, ComposeTarget, ContainerTarget, Target, Writers
+from ops.console import Reporter
+from ops.data.target import OVERRIDE_PREFIX, ComposeTarget, ContainerTarget, Target, Writers
+from ops.errors import CommandError, OpsError
+from ops.stack.project import Project
 
 EXPECTED = (OpsError, CommandError, ValueError, OSError)
 

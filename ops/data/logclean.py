@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coach import logfiles
 from coach.logfiles import Cleanup
-from ops.events import Reporter, human_size
+from ops.console import Reporter, human_size
 
 
 def clean(

@@ -8,10 +8,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ops import compose, secrets
-from ops.compose import Project
-from ops.console import CommandError, run, say
+from ops.console import say
+from ops.errors import CommandError
 from ops.images.resolve import Resolved, resolve, write_env
+from ops.proc import run
+from ops.stack import secrets
+from ops.stack.fallback import write_fallback
+from ops.stack.project import Project
 
 # Services that run once and exit 0; everything else must be running and healthy.
 ONE_SHOT = {"migrate", "minio-init"}
@@ -46,7 +49,7 @@ def prepare(project: Project) -> tuple[list[Resolved], list[str], list[str]]:
         )
     resolved = resolve()
     write_env(resolved)
-    left_out, notes = compose.write_fallback(project, resolved)
+    left_out, notes = write_fallback(project, resolved)
     return resolved, left_out, notes
 
 

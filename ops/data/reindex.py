@@ -1,4 +1,4 @@
-"""Rebuild the vector collection from the chunks table (coach.maintenance.reindex) with progress
+"""Rebuild the vector collection from the chunks table (coach.reindexing.reindex) with progress
 and throughput for an operator. The swap is atomic and an interrupted run resumes: running it
 again is always safe."""
 
@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from coach import maintenance
-from coach.maintenance import ReindexProgress, ReindexResult
+from coach import reindexing
+from coach.reindexing import ReindexProgress, ReindexResult
 from coach.runtime import Runtime
 from coach.settings import Settings
-from ops.events import Reporter
+from ops.console import Reporter
 
 
 def reindex(
@@ -42,7 +42,7 @@ def reindex(
     async def main() -> ReindexResult:
         rt = Runtime.create(settings, pooled=False)
         try:
-            return await maintenance.reindex(rt, batch=batch, resume=not fresh, on_batch=progress)
+            return await reindexing.reindex(rt, batch=batch, resume=not fresh, on_batch=progress)
         finally:
             await rt.close()
 

@@ -12,9 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from ops.console import CommandError, echo, run
-from ops.manifest import CHUNK, TABLES
-from ops.target import Target
+from ops.console import echo
+from ops.data.manifest import CHUNK, TABLES
+from ops.data.target import Target
+from ops.errors import CommandError
+from ops.proc import run
 
 Progress = Callable[[int], None]  # bytes so far
 

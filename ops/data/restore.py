@@ -25,13 +25,13 @@ from coach.migrate import alembic_config, head_revision, migrate
 from coach.objects import ObjectStore
 from coach.settings import Settings
 from coach.vectors import VectorStore
-from ops import postgres, qdrant
-from ops.backup import DEFAULT_ROOT, backup
-from ops.console import table
-from ops.events import OpsError, Reporter, human_size
-from ops.manifest import DUMP, TABLES, Manifest, verify
-from ops.reindex import reindex
-from ops.target import Target
+from ops.console import Reporter, human_size, table
+from ops.data import postgres, qdrant
+from ops.data.backup import DEFAULT_ROOT, backup
+from ops.data.manifest import DUMP, TABLES, Manifest, verify
+from ops.data.reindex import reindex
+from ops.data.target import Target
+from ops.errors import OpsError
 
 PARALLEL_OBJECTS = 8
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ops.events import OpsError
+from ops.errors import OpsError
 
 FORMAT = 1
 MANIFEST = "manifest.json"

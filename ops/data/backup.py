@@ -33,9 +33,9 @@ import coach
 from coach.objects import ObjectStore
 from coach.settings import Settings
 from coach.vectors import VectorStore
-from ops import postgres, qdrant
-from ops.events import OpsError, Reporter, human_size
-from ops.manifest import (
+from ops.console import Reporter, human_size
+from ops.data import postgres, qdrant
+from ops.data.manifest import (
     DUMP,
     MANIFEST,
     QDRANT,
@@ -45,8 +45,9 @@ from ops.manifest import (
     object_path,
     sha256_file,
 )
+from ops.data.target import Target
+from ops.errors import OpsError
 from ops.paths import ROOT
-from ops.target import Target
 
 DEFAULT_ROOT = ROOT / "backups"
 PARTIAL = ".partial"

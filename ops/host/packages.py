@@ -6,11 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ops.console import run, say
-
-
-class HostError(RuntimeError):
-    """The host lacks something we cannot provide; the message says what the user must do."""
+from ops.console import say
+from ops.errors import HostError
+from ops.proc import run
 
 
 def os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:

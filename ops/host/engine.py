@@ -17,9 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.console import run, say
-from ops.host import HostError, apt_install
+from ops.console import say
+from ops.errors import HostError
+from ops.host.packages import apt_install
 from ops.paths import STATE_DIR
+from ops.proc import run
 from ops.settings import get_settings
 
 PIDFILE = STATE_DIR / "dockerd.pid"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from coach.settings import Settings
-from ops.manifest import CHUNK
+from ops.data.manifest import CHUNK
 
 
 def client(settings: Settings, *, timeout: float = 600) -> httpx.Client:

@@ -1,4 +1,6 @@
-"""Maintenance jobs shared by the worker's tasks and the operations tooling."""
+"""The resumable, atomic reindex: vectors rebuilt from the chunks table into a new collection,
+the search alias swapped to it in one step; shared by the worker's task and the operations
+tooling."""
 
 from __future__ import annotations
 
@@ -8,14 +10,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 
-from coach.db import session_scope
-from coach.models import Chunk, Question, Snippet, utcnow
+from coach.errors import CoachError
+from coach.models import Chunk, Snippet, utcnow
 from coach.runtime import Runtime
 from coach.vectors import payload
 
@@ -33,8 +35,10 @@ REINDEX_LOCK_KEY = 0x636F61636801  # PostgreSQL advisory lock: one reindex at a 
 CATCH_UP_MARGIN = timedelta(minutes=1)  # clock skew between app hosts and this one
 
 
-class ReindexBusy(RuntimeError):
+class ReindexBusy(CoachError):
     """Another reindex holds the lock; running two would race on the alias."""
+
+    status_code = 409
 
 
 @dataclass(frozen=True)
@@ -255,15 +259,6 @@ async def _catch_up(rt: Runtime, collection: str, since: datetime, batch: int) -
     if snippet_ids:
         await asyncio.to_thread(rt.vectors.delete_stale, collection, snippet_ids, set(current))
     return len(current)
-
-
-async def purge_questions(rt: Runtime, *, older_than_days: int) -> int:
-    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
-    async with session_scope(rt.sessions) as session:
-        result = await session.execute(delete(Question).where(Question.created_at < cutoff))
-    deleted = int(getattr(result, "rowcount", 0) or 0)
-    log.info("questions purged", deleted=deleted, older_than_days=older_than_days)
-    return deleted
 
 
 async def chunk_count(rt: Runtime) -> int:
