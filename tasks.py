@@ -1,16 +1,18 @@
-"""Invoke tasks: `invoke --list` shows them all. Each is thin over a function in ops/."""
+"""Invoke tasks: `invoke --list` shows them all. Each is a command of ops/cli, the same
+definition scripts/*.py run; dotted names (images.resolve) become collections."""
 
 from __future__ import annotations
 
 from invoke import Collection
 
-from ops.tasks import docker, images, operations, secrets, stack, swarm
+from ops.cli import COMMANDS
 
-ns = Collection(stack.up, stack.down, stack.ps, stack.logs, stack.build)
-# Operations: backup, restore, reindex, logs-clean (scripts/*.py through Invoke).
-for operation in (operations.backup, operations.restore, operations.reindex, operations.logs_clean):
-    ns.add_task(operation)
-ns.add_collection(Collection.from_module(docker), name="docker")
-ns.add_collection(Collection.from_module(images), name="images")
-ns.add_collection(Collection.from_module(secrets), name="secrets")
-ns.add_collection(Collection.from_module(swarm), name="swarm")
+ns = Collection()
+for command in COMMANDS:
+    group, _, name = command.name.rpartition(".")
+    if not group:
+        ns.add_task(command.task(), name=name)
+        continue
+    if group not in ns.collections:
+        ns.add_collection(Collection(group))
+    ns.collections[group].add_task(command.task(), name=name)

@@ -28,7 +28,13 @@ class OpsSettings(BaseSettings):
         default="auto",
         description="'never' skips registry pulls (air-gapped hosts): local, then baked images.",
     )
-    pull_timeout: float = Field(default=120.0, gt=0, description="Seconds allowed per pull.")
+    pull_stall_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a pull may go without progress (no byte, no new layer event) "
+        "before it is given up; a slow pull that keeps moving is never cut off.",
+    )
+    pull_parallel: int = Field(default=3, ge=1, le=16, description="Images pulled at once.")
     debian_mirror: str | None = Field(
         default=None,
         description="Debian archive URL for baked images; default: the host's APT sources.",
@@ -39,6 +45,12 @@ class OpsSettings(BaseSettings):
         "TLS-intercepting proxy; passed as a BuildKit secret, never stored in a layer.",
     )
     engine_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for dockerd.")
+    doctor_fake_free_disk_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="For drills and tests only: `invoke doctor` reports this many bytes free "
+        "under the engine's data-root instead of measuring it.",
+    )
 
     @field_validator("registry_map", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops.console import say
+from ops.errors import ImageError
 from ops.host import engine as docker_engine
 from ops.host.packages import apt_install
 from ops.images.debian import host_mirrors
@@ -167,13 +168,28 @@ def image_size(ref: str) -> int:
     return int(done.stdout.strip())
 
 
+def recipe_for(name: str) -> Recipe:
+    """A recipe by the *_IMAGE variable it stands in for, or by its own name (the bases)."""
+    recipe = BY_IMAGE_VAR.get(name) or RECIPES.get(name)
+    if recipe is None:
+        raise ImageError(
+            f"no Debian stand-in for {name!r}",
+            hint="known: "
+            + ", ".join([*BY_IMAGE_VAR, *(n for n, r in RECIPES.items() if not r.replaces)]),
+        )
+    return recipe
+
+
 def closure(names: list[str]) -> list[Recipe]:
     """The named recipes and their bases, bases first."""
     ordered: list[Recipe] = []
 
     def visit(name: str) -> None:
         if name not in RECIPES:
-            raise ValueError(f"no bake recipe {name!r}; known: {', '.join(RECIPES)}")
+            raise ImageError(
+                f"no bake recipe {name!r}",
+                hint=f"known: {', '.join([*BY_IMAGE_VAR, *RECIPES])}",
+            )
         recipe = RECIPES[name]
         if recipe.base:
             visit(recipe.base)

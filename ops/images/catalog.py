@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.errors import ConfigError
 from ops.paths import IMAGES_FILE
 from ops.settings import OpsSettings
 
@@ -31,7 +32,7 @@ class ImageRef:
             registry, path = DEFAULT_REGISTRY, rest
         name, colon, tag = path.rpartition(":")
         if not colon or "/" in tag or not tag:
-            raise ValueError(f"image {ref!r} is not pinned to a tag")
+            raise ConfigError(f"image {ref!r} is not pinned to a tag")
         if registry == DEFAULT_REGISTRY and "/" not in name:
             name = f"library/{name}"
         return cls(registry, name, tag, digest or None)
@@ -63,10 +64,10 @@ def load_images(path: Path = IMAGES_FILE) -> dict[str, ImageRef]:
             continue
         key, sep, value = line.partition("=")
         if not sep:
-            raise ValueError(f"{path.name}:{number}: expected KEY=VALUE, got {line!r}")
+            raise ConfigError(f"{path.name}:{number}: expected KEY=VALUE, got {line!r}")
         if key.endswith("_IMAGE"):
             try:
                 images[key] = ImageRef.parse(value.strip())
-            except ValueError as exc:
-                raise ValueError(f"{path.name}:{number}: {exc}") from exc
+            except ConfigError as exc:
+                raise ConfigError(f"{path.name}:{number}: {exc}") from exc
     return images

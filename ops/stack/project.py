@@ -110,6 +110,22 @@ class Project:
         done = self.run("ps", "--all", "--format", "json", capture=True, quiet=True)
         return json_listing(done.stdout)
 
+    def volumes(self) -> list[str]:
+        """The project's own volumes (what `down --volumes` deletes; external ones are not)."""
+        done = run(
+            [
+                "docker",
+                "volume",
+                "ls",
+                "--quiet",
+                "--filter",
+                f"label=com.docker.compose.project={self.name}",
+            ],
+            capture=True,
+            quiet=True,
+        )
+        return sorted(done.stdout.split())
+
 
 def _git_revision() -> str:
     done = subprocess.run(

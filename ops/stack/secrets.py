@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.errors import ConfigError
 from ops.paths import COMPOSE_DIR
 
 SECRETS_ROOT = COMPOSE_DIR / "secrets"
@@ -54,38 +56,56 @@ def _derived(values: dict[str, str]) -> dict[str, str]:
 
 def directory(env: str) -> Path:
     if env not in {"dev", "prod"}:
-        raise ValueError(f"environment must be dev or prod, not {env!r}")
+        raise ConfigError(f"environment must be dev or prod, not {env!r}")
     return SECRETS_ROOT / env
+
+
+def names() -> list[str]:
+    """Every secret an operator may set or rotate (the derived ones follow by themselves)."""
+    return list(_random("", ""))
 
 
 def generate(
     env: str,
     *,
     force: bool = False,
+    only: Collection[str] | None = None,
+    dry_run: bool = False,
     llm_api_key: str = "",
     alertmanager_webhook_url: str = "",
     root: Path | None = None,
 ) -> list[Written]:
-    """Create every missing secret file (all of them with force). Files are 0644 inside a
+    """Create every missing secret file; with force, replace them too (only those named in
+    `only`, if given); with dry_run, say what would happen and write nothing. Files are 0644 in a
     0700 directory: containers read them as their own non-root users through the bind mount,
     while other users of the host cannot reach them."""
     target = directory(env) if root is None else root / directory(env).name
-    target.mkdir(parents=True, exist_ok=True)
-    target.chmod(0o700)
+    unknown = sorted(set(only or ()) - set(names()))
+    if unknown:
+        raise ConfigError(f"no secret {', '.join(unknown)}", hint=f"known: {', '.join(names())}")
+    if not dry_run:
+        target.mkdir(parents=True, exist_ok=True)
+        target.chmod(0o700)
     values = _random(llm_api_key, alertmanager_webhook_url)
+    write = _planned if dry_run else _write
     written: list[Written] = []
     for name in values:
         path = target / name
-        if path.exists() and not force:
+        replace = force and (only is None or name in only)
+        if path.exists() and not replace:
             values[name] = path.read_text()
             written.append(Written(name, path, "kept"))
         else:
-            written.append(Written(name, path, _write(path, values[name])))
+            written.append(Written(name, path, write(path, values[name])))
     for name, value in _derived(values).items():
         path = target / name
         same = path.exists() and path.read_text() == value
-        written.append(Written(name, path, "kept" if same else _write(path, value)))
+        written.append(Written(name, path, "kept" if same else write(path, value)))
     return written
+
+
+def _planned(path: Path, value: str) -> str:
+    return "would replace" if path.exists() else "would create"
 
 
 def _write(path: Path, value: str) -> str:

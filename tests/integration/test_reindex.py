@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,6 +22,8 @@ from ops.data.target import settings_from_env
 from tests.support.ops_target import dsn, postgres_container_id, table_rows
 from tests.support.processes import ROOT, wait_until
 from tests.support.stack import Stack
+
+INVOKE = Path(sys.executable).parent / "invoke"
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,17 @@ def test_a_second_reindex_waits_its_turn(app_stack: Stack) -> None:
         holder.execute("SELECT pg_advisory_lock(%s)", (REINDEX_LOCK_KEY,))
         with pytest.raises(ReindexBusy, match="another reindex is running"):
             reindex(settings)
+        # The operator's view of the same refusal: one error line, exit 1, no traceback.
+        busy = subprocess.run(
+            [str(INVOKE), "reindex", "--postgres-container", postgres_container_id(app_stack)],
+            cwd=ROOT, env={**app_stack.env, "NO_COLOR": "1"}, capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+        said = busy.stdout + busy.stderr
+        assert busy.returncode == 1, said
+        assert "Traceback" not in said, said
+        errors = [line for line in said.splitlines() if line.startswith("error: ")]
+        assert errors == ["error: another reindex is running (advisory lock held)"], said
     # Once free, the command an operator runs goes through: JSON lines only, the result last.
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "reindex.py"), "--json", "--batch", "8",

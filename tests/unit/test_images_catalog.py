@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ops.errors import ConfigError, ImageError
 from ops.images import bake
 from ops.images.catalog import ImageRef, load_images
 from ops.settings import OpsSettings, get_settings
@@ -37,7 +38,7 @@ def test_parse_fills_registry_and_library(
     "ref", ["postgres", "docker.io/library/postgres", "localhost:5000/app", "redis:"]
 )
 def test_unpinned_references_are_refused(ref: str) -> None:
-    with pytest.raises(ValueError, match="not pinned"):
+    with pytest.raises(ConfigError, match="not pinned"):
         ImageRef.parse(ref)
 
 
@@ -103,7 +104,7 @@ def test_images_file_pins_every_image_fully() -> None:
 def test_images_file_rejects_an_unpinned_line(tmp_path: Path) -> None:
     bad = tmp_path / ".env"
     bad.write_text("# comment\nCOMPOSE_PROJECT_NAME=x\nREDIS_IMAGE=redis\n")
-    with pytest.raises(ValueError, match=r"\.env:3: image 'redis' is not pinned"):
+    with pytest.raises(ConfigError, match=r"\.env:3: image 'redis' is not pinned"):
         load_images(bad)
 
 
@@ -120,7 +121,7 @@ def test_every_bake_recipe_stands_in_for_a_pinned_image() -> None:
 def test_bases_come_first_in_the_build_order() -> None:
     names = [r.name for r in bake.closure(["postgres", "python", "redis"])]
     assert names == ["debian-trixie", "postgres", "debian-bookworm", "python", "redis"]
-    with pytest.raises(ValueError, match="no bake recipe 'mysql'"):
+    with pytest.raises(ImageError, match="no bake recipe 'mysql'"):
         bake.closure(["mysql"])
 
 
