@@ -4,10 +4,28 @@
 #
 # PYTHON_IMAGE is the pinned official python image, or its Debian-built stand-in from
 # `invoke images.bake`; both offer python3 with venv/ensurepip under /usr/local/bin.
+#
+# PYPI_MIRROR (compose passes COACH_PYPI_MIRROR) is a PyPI simple index to install uv and the
+# locked packages from instead of pypi.org; every file is still checked against uv.lock's hashes.
 ARG PYTHON_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
+ARG UV_VERSION=0.13.9
+
+# uv's own requirement with its uv.lock hashes, so a mirror cannot hand us another uv. A stage
+# of its own: the mount below keys on this file's content, so other lock changes keep uv cached.
+FROM ${PYTHON_IMAGE} AS uv-pin
+ARG UV_VERSION
+COPY uv.lock /tmp/uv.lock
+RUN python3 -c 'import sys, tomllib; \
+uv = next(p for p in tomllib.load(open("/tmp/uv.lock", "rb"))["package"] if p["name"] == "uv"); \
+assert uv["version"] == sys.argv[1], "uv.lock pins uv " + uv["version"]; \
+print("uv==" + uv["version"], *("--hash=" + f["hash"] for f in [uv["sdist"], *uv["wheels"]]))' \
+    "${UV_VERSION}" > /uv.txt
 
 FROM ${PYTHON_IMAGE} AS builder
-ARG UV_VERSION=0.13.9
+ARG UV_VERSION
+# Only in this stage, which is never exported: a token in the URL stays out of the image and its
+# history. The RUN steps read it with printenv: BuildKit prints a step's $VARIABLES expanded.
+ARG PYPI_MIRROR=
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -18,16 +36,40 @@ ENV UV_COMPILE_BYTECODE=1 \
 # trust store) arrives as a BuildKit secret: present during these RUN steps, in no layer.
 SHELL ["/bin/sh", "-eu", "-c"]
 RUN --mount=type=secret,id=build_ca \
+    --mount=type=bind,from=uv-pin,source=/uv.txt,target=/tmp/uv.txt \
     if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi; \
     python3 -m venv /opt/uv; \
-    /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
+    mirror="$(printenv PYPI_MIRROR || :)"; \
+    if [ -z "$mirror" ]; then \
+        /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"; \
+    else \
+        case "$mirror" in http://*) \
+            host="${mirror#http://}"; host="${host##*@}"; export PIP_TRUSTED_HOST="${host%%/*}";; \
+        esac; \
+        /opt/uv/bin/pip install --no-cache-dir --index-url "$mirror" \
+            --require-hashes -r /tmp/uv.txt; \
+    fi
 
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
+# `uv sync --frozen` downloads from the URLs uv.lock records, whatever index is set. With a
+# mirror: export the lock's pins and hashes, install exactly those from it, then check that the
+# result is what `uv sync` would have made.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=secret,id=build_ca \
     if [ -s /run/secrets/build_ca ]; then export SSL_CERT_FILE=/run/secrets/build_ca; fi; \
-    /opt/uv/bin/uv sync --frozen --no-dev --no-install-project
+    mirror="$(printenv PYPI_MIRROR || :)"; \
+    if [ -z "$mirror" ]; then \
+        /opt/uv/bin/uv sync --frozen --no-dev --no-install-project; \
+    else \
+        /opt/uv/bin/uv export --frozen --no-dev --no-emit-project --quiet \
+            --output-file /tmp/requirements.txt; \
+        /opt/uv/bin/uv venv --quiet /opt/venv; \
+        /opt/uv/bin/uv pip sync --require-hashes --default-index "$mirror" \
+            --python /opt/venv /tmp/requirements.txt; \
+        rm /tmp/requirements.txt; \
+        /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --check; \
+    fi
 
 COPY coach ./coach
 COPY backend ./backend
@@ -57,13 +99,17 @@ COPY --from=builder --chown=root:root /src/coach /app/coach
 COPY --from=builder --chown=root:root /src/backend /app/backend
 COPY --from=builder --chown=root:root /src/worker /app/worker
 
+# OTEL_SEMCONV_STABILITY_OPT_IN=http: the stable HTTP span attribute names (http.request.method,
+# url.path, ...), not whatever each instrumentation release defaults to; in the image, so that
+# every stack that runs it (development, production, Swarm) has them.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     APP_VERSION=${VERSION} \
     APP_REVISION=${REVISION} \
-    DATA_DIR=/tmp/coach
+    DATA_DIR=/tmp/coach \
+    OTEL_SEMCONV_STABILITY_OPT_IN=http
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000

@@ -87,7 +87,7 @@ class RequestContextMiddleware:
 
 
 class HttpMetricsMiddleware:
-    """http_requests_total{method,route,status} and http_request_duration_seconds."""
+    """coach_http_requests_total{method,route,status} and coach_http_request_duration_seconds."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

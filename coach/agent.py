@@ -110,16 +110,12 @@ def build_prompt(question: str, hits: list[Hit]) -> list[Message]:
 
 
 async def generate(rt: Runtime, messages: list[Message], hits: list[Hit]) -> Completion:
-    """The LLM call, with the OpenTelemetry gen_ai.* attributes and the llm_* metrics, whichever
-    provider answers. Metrics are labelled with the configured model: a bounded label set."""
+    """The answer, with the llm_* metrics whichever provider answers (labelled with the
+    configured model: a bounded label set). The API call itself is the `chat {model}` CLIENT
+    span under this one, with the gen_ai.* attributes (coach.llm); the offline answerer has none."""
     model = rt.llm.model
     with _step(
-        "generate",
-        {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.system": rt.llm.system,
-            "gen_ai.request.model": model,
-        },
+        "generate", {"coach.llm.provider": rt.llm.provider, "coach.llm.model": model}
     ) as span:
         started, status = time.perf_counter(), "error"
         try:
@@ -132,13 +128,7 @@ async def generate(rt: Runtime, messages: list[Message], hits: list[Hit]) -> Com
             LLM_DURATION.labels(model=model).observe(time.perf_counter() - started)
         LLM_TOKENS.labels(model=model, kind="prompt").inc(completion.prompt_tokens)
         LLM_TOKENS.labels(model=model, kind="completion").inc(completion.completion_tokens)
-        span.set_attributes(
-            {
-                "gen_ai.response.model": completion.model,
-                "gen_ai.usage.input_tokens": completion.prompt_tokens,
-                "gen_ai.usage.output_tokens": completion.completion_tokens,
-            }
-        )
+        span.set_attribute("coach.llm.response_model", completion.model)
         return completion
 
 

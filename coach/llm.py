@@ -1,5 +1,11 @@
 """The LLM behind the coach: an OpenAI-compatible chat completions API over httpx, or an
-offline extractive provider that answers from the retrieved chunks (no key needed)."""
+offline extractive provider that answers from the retrieved chunks (no key needed).
+
+Each API call is a CLIENT span `chat {model}` after the OpenTelemetry GenAI conventions, with
+the gen_ai.client.* histograms; no prompt or answer text in either (learners' code and
+questions). The extractive answerer makes neither: it is no model and calls nothing, and its
+word counts are no tokens to put beside billed ones.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
+from coach import tracing
 from coach.embeddings import tokens
 from coach.settings import Settings
 
@@ -30,11 +39,16 @@ class Completion:
 
 
 class LLMError(RuntimeError):
-    """The provider failed after retries, or refused the request."""
+    """The provider failed after retries, or refused the request. `error_type` is the span's
+    and the duration metric's error.type: the HTTP status, else the exception's class."""
+
+    def __init__(self, message: str, *, error_type: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type or _qualified(self)
 
 
 class LLM(Protocol):
-    system: str  # gen_ai.system: "openai" for any OpenAI-compatible API, else "extractive"
+    provider: str  # gen_ai.provider.name for an API (LLM_PROVIDER_NAME), else "extractive"
     model: str
 
     async def generate(self, messages: list[Message], *, context: list[str]) -> Completion: ...
@@ -43,24 +57,84 @@ class LLM(Protocol):
 
 
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+TEMPERATURE = 0.2
+
+
+def _qualified(exc: BaseException) -> str:
+    """error.type for an exception: its fully qualified class name, as the conventions ask."""
+    cls = type(exc)
+    name = cls.__qualname__
+    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"
+
+
+@dataclass(frozen=True)
+class _Response:
+    completion: Completion
+    attributes: dict[str, AttributeValue]  # gen_ai.response.* for the span
+    usage: bool  # the API counted the tokens (else 0s, which no usage metric may report)
 
 
 class OpenAIChat:
-    system = "openai"
-
     def __init__(self, settings: Settings) -> None:
         assert settings.llm_base_url is not None
+        self.provider = settings.llm_provider_name
         self.model = settings.llm_model
         self._base_url = settings.llm_base_url
         self._headers = {"Authorization": f"Bearer {settings.llm_api_key.get_secret_value()}"}
         self._timeout = settings.llm_timeout
         self._retries = settings.llm_max_retries
+        url = httpx.URL(settings.llm_base_url)
+        # Span and metric attributes alike; the metrics' stay low-cardinality (no response id).
+        self._attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": self.provider,
+            "gen_ai.request.model": self.model,
+            "server.address": url.host,
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
 
     async def generate(self, messages: list[Message], *, context: list[str]) -> Completion:
+        """One logical call, retries included, as the conventions' span and duration cover."""
+        metrics = tracing.genai_metrics()
+        started = time.perf_counter()
+        with tracing.tracer.start_as_current_span(
+            f"chat {self.model}",
+            kind=SpanKind.CLIENT,
+            attributes=self._attributes | {"gen_ai.request.temperature": TEMPERATURE},
+        ) as span:
+            try:
+                response = await self._call(messages)
+            except BaseException as exc:  # cancelled or timed out too: the call ended unanswered
+                # The span's ERROR status and exception event: the SDK's, as the span ends.
+                error_type = exc.error_type if isinstance(exc, LLMError) else _qualified(exc)
+                span.set_attribute("error.type", error_type)
+                metrics.operation_duration.record(
+                    time.perf_counter() - started, self._attributes | {"error.type": error_type}
+                )
+                raise
+            completion = response.completion
+            span.set_attributes(response.attributes)
+            measured = self._attributes | {"gen_ai.response.model": completion.model}
+            metrics.operation_duration.record(time.perf_counter() - started, measured)
+            if response.usage:
+                span.set_attributes(
+                    {
+                        "gen_ai.usage.input_tokens": completion.prompt_tokens,
+                        "gen_ai.usage.output_tokens": completion.completion_tokens,
+                    }
+                )
+                for kind, count in (
+                    ("input", completion.prompt_tokens),
+                    ("output", completion.completion_tokens),
+                ):
+                    metrics.token_usage.record(count, measured | {"gen_ai.token.type": kind})
+            return completion
+
+    async def _call(self, messages: list[Message]) -> _Response:
         payload = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "temperature": 0.2,
+            "temperature": TEMPERATURE,
         }
         last: Exception | None = None
         async with httpx.AsyncClient(
@@ -72,28 +146,44 @@ class OpenAIChat:
                 except httpx.TransportError as exc:
                     last = exc
                 else:
+                    status = str(response.status_code)
                     if response.status_code == 200:
-                        return self._parse(response.json())
+                        return self._parse(response)
                     if response.status_code not in RETRYABLE:
                         raise LLMError(
-                            f"LLM API answered {response.status_code}: {response.text[:200]}"
+                            f"LLM API answered {status}: {response.text[:200]}", error_type=status
                         )
-                    last = LLMError(f"LLM API answered {response.status_code}")
+                    last = LLMError(f"LLM API answered {status}", error_type=status)
                 if attempt < self._retries:
                     await asyncio.sleep(min(2.0, 0.2 * 2**attempt) * (1 + random.random()))  # noqa: S311
-        raise LLMError(f"LLM API unavailable after {self._retries + 1} attempts: {last}")
+        assert last is not None  # at least one attempt ran
+        raise LLMError(
+            f"LLM API unavailable after {self._retries + 1} attempts: {last}",
+            error_type=last.error_type if isinstance(last, LLMError) else _qualified(last),
+        )
 
-    def _parse(self, body: Any) -> Completion:
+    def _parse(self, response: httpx.Response) -> _Response:
         try:
-            usage = body.get("usage") or {}
-            return Completion(
+            body: Any = response.json()
+            usage = body.get("usage")
+            counts = usage or {}
+            completion = Completion(
                 text=str(body["choices"][0]["message"]["content"]),
                 model=str(body.get("model") or self.model),
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                completion_tokens=int(usage.get("completion_tokens", 0)),
+                prompt_tokens=int(counts.get("prompt_tokens", 0)),
+                completion_tokens=int(counts.get("completion_tokens", 0)),
             )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise LLMError(f"unexpected LLM API response: {exc!r}") from exc
+            reasons = [str(c["finish_reason"]) for c in body["choices"] if c.get("finish_reason")]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise LLMError(
+                f"unexpected LLM API response: {exc!r}", error_type="invalid_response"
+            ) from exc
+        attributes: dict[str, AttributeValue] = {"gen_ai.response.model": completion.model}
+        if body.get("id"):
+            attributes["gen_ai.response.id"] = str(body["id"])
+        if reasons:
+            attributes["gen_ai.response.finish_reasons"] = reasons
+        return _Response(completion, attributes, usage=isinstance(usage, dict))
 
     def probe(self) -> None:
         """GET /models: reachable and the key accepted. Raises LLMError otherwise."""
@@ -110,7 +200,7 @@ class OpenAIChat:
 class ExtractiveLLM:
     """Answers with the context lines that share the most words with the question."""
 
-    system = "extractive"
+    provider = "extractive"
     model = "extractive-v1"
 
     async def generate(self, messages: list[Message], *, context: list[str]) -> Completion:

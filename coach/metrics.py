@@ -1,8 +1,11 @@
 """Prometheus metrics of the backend and the worker, in one place.
 
 The names and labels are a contract with infra/observability (dashboards and alerts): change
-them there in the same commit. Label values stay bounded: routes are templates, models and task
-names come from configuration and code, never from a request.
+them there in the same commit. Every name follows Prometheus' naming guide: one `coach_` prefix
+(so none collides with an exporter's, e.g. celery-exporter's celery_*), the unit in the name,
+`_total` on counters; tests/unit/test_metric_names.py holds them to it. Label values stay
+bounded: routes are templates, models and task names come from configuration and code, never
+from a request.
 
 Several processes per role (gunicorn workers, Celery's prefork children) share one endpoint in
 multiprocess mode: PROMETHEUS_MULTIPROC_DIR, set before Python starts, makes every process write
@@ -33,28 +36,35 @@ TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 30
 
 # HTTP (backend)
 HTTP_REQUESTS = Counter(
-    "http_requests_total",
+    "coach_http_requests_total",
     "HTTP requests answered, by method, route template and status code.",
     ["method", "route", "status"],
 )
 HTTP_DURATION = Histogram(
-    "http_request_duration_seconds",
+    "coach_http_request_duration_seconds",
     "HTTP request latency, by method and route template.",
     ["method", "route"],
 )
-SNIPPETS_INGESTED = Counter("snippets_ingested_total", "Snippet uploads accepted for indexing.")
+SNIPPETS_INGESTED = Counter(
+    "coach_snippets_ingested_total", "Snippet uploads accepted for indexing."
+)
 
 # The coach agent and its LLM (backend)
 LLM_REQUESTS = Counter(
-    "llm_requests_total",
+    "coach_llm_requests_total",
     "LLM generate calls, by model and outcome (ok|error).",
     ["model", "status"],
 )
 LLM_DURATION = Histogram(
-    "llm_request_duration_seconds", "LLM generate call latency.", ["model"], buckets=LLM_BUCKETS
+    "coach_llm_request_duration_seconds",
+    "LLM generate call latency.",
+    ["model"],
+    buckets=LLM_BUCKETS,
 )
 LLM_TOKENS = Counter(
-    "llm_tokens_total", "Tokens used by LLM calls, by kind (prompt|completion).", ["model", "kind"]
+    "coach_llm_tokens_total",
+    "Tokens used by LLM calls, by kind (prompt|completion).",
+    ["model", "kind"],
 )
 AGENT_STEP_DURATION = Histogram(
     "coach_agent_step_duration_seconds",
@@ -63,21 +73,24 @@ AGENT_STEP_DURATION = Histogram(
     buckets=STEP_BUCKETS,
 )
 LLM_UP = Gauge(
-    "llm_up",
+    "coach_llm_up",
     "1 if the last LLM probe (worker task or backend /health) succeeded, else 0.",
     multiprocess_mode="mostrecent",
 )
 
 # Worker
-SNIPPETS_INDEXED = Counter("snippets_indexed_total", "Snippets indexed by the worker.")
-SNIPPETS_FAILED = Counter("snippets_failed_total", "Snippets whose indexing failed for good.")
+SNIPPETS_INDEXED = Counter("coach_snippets_indexed_total", "Snippets indexed by the worker.")
+SNIPPETS_FAILED = Counter("coach_snippets_failed_total", "Snippets whose indexing failed for good.")
 CELERY_TASKS = Counter(
-    "celery_tasks_total",
+    "coach_celery_tasks_total",
     "Celery task executions, by task and state (started|succeeded|failed|retried).",
     ["task", "state"],
 )
 CELERY_TASK_DURATION = Histogram(
-    "celery_task_duration_seconds", "Celery task run time.", ["task"], buckets=TASK_BUCKETS
+    "coach_celery_task_duration_seconds",
+    "Celery task run time.",
+    ["task"],
+    buckets=TASK_BUCKETS,
 )
 WORKER_HEARTBEAT = Gauge(
     "coach_worker_heartbeat_timestamp_seconds",

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr = SecretStr("")
     llm_model: str = "gpt-4o-mini"
+    llm_provider_name: str = Field(
+        default="openai",
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="gen_ai.provider.name of the API at LLM_BASE_URL on spans and metrics "
+        "(azure.ai.openai, deepseek, groq, mistral_ai, ...): many speak OpenAI's protocol.",
+    )
     llm_timeout: float = Field(default=30.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     ask_timeout: float = Field(
@@ -134,7 +140,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".state/embedded")
 
     # Observability. Tracing also reads the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT,
-    # OTEL_TRACES_SAMPLER, ...) itself; without an OTLP endpoint no span leaves the process.
+    # OTEL_TRACES_SAMPLER, OTEL_METRIC_EXPORT_INTERVAL, ...) itself; without an OTLP endpoint no
+    # span and no OpenTelemetry metric leaves the process.
     observability_enabled: bool = Field(
         default=True, description="false: no tracing instrumentation, no HTTP metrics middleware"
     )

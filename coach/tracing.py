@@ -6,6 +6,11 @@ response and log line has a trace id, but they leave the process only when an OT
 set (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). Sampling follows
 OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (the SDK reads them).
 
+The GenAI client histograms (`genai_metrics`) go to the same OTLP endpoint through a
+MeterProvider of this module's own, every OTEL_METRIC_EXPORT_INTERVAL ms (SDK default 60000):
+not the global one, so the instrumentations' own HTTP metrics, which the Prometheus endpoint
+already serves, are not exported twice. OTEL_METRICS_EXPORTER=none keeps them in.
+
 Where to call what:
 - backend: `configure`, `instrument_libraries` (Celery here makes the publish span and injects
   the traceparent into the message) and `instrument_fastapi`, in each server process;
@@ -19,9 +24,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context, trace
+from opentelemetry.metrics import Histogram, Meter, NoOpMeter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -32,6 +41,15 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+METRICS_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# The bucket boundaries the GenAI metric conventions recommend (powers of 4 tokens, doubling
+# seconds from 10 ms), so that dashboards built for them fit these histograms.
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
 # Probes and scrapes would be most of the traces and tell nothing.
 UNTRACED_URLS = "/metrics$,/health/live$"
 
@@ -71,13 +89,50 @@ class _ReplaceableExporter(SpanProcessor):
         return delegate.force_flush(timeout_millis) if delegate is not None else True
 
 
+@dataclass(frozen=True)
+class GenAIMetrics:
+    """The OpenTelemetry GenAI client histograms, recorded per LLM API call."""
+
+    token_usage: Histogram  # gen_ai.client.token.usage, one point per gen_ai.token.type
+    operation_duration: Histogram  # gen_ai.client.operation.duration
+
+    @classmethod
+    def on(cls, meter: Meter) -> GenAIMetrics:
+        return cls(
+            meter.create_histogram(
+                "gen_ai.client.token.usage",
+                unit="{token}",
+                description="Number of input and output tokens used.",
+                explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            ),
+            meter.create_histogram(
+                "gen_ai.client.operation.duration",
+                unit="s",
+                description="GenAI operation duration.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            ),
+        )
+
+
 _provider: TracerProvider | None = None
 _exporter = _ReplaceableExporter()
+_meter_provider: MeterProvider | None = None
+_genai = GenAIMetrics.on(NoOpMeter("coach"))
 
 
 def exporting() -> bool:
     exporter = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
     return exporter != "none" and any(os.environ.get(name) for name in ENDPOINT_VARIABLES)
+
+
+def exporting_metrics() -> bool:
+    exporter = os.environ.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower()
+    return exporter != "none" and any(os.environ.get(name) for name in METRICS_ENDPOINT_VARIABLES)
+
+
+def genai_metrics() -> GenAIMetrics:
+    """The current instruments: no-ops unless `configure` found somewhere to export them."""
+    return _genai
 
 
 def configure(settings: Settings) -> bool:
@@ -107,7 +162,28 @@ def configure(settings: Settings) -> bool:
         _exporter.replace(BatchSpanProcessor(OTLPSpanExporter()))
     else:
         _exporter.replace(None)
+    _replace_meter_provider(_provider.resource)
     return True
+
+
+def _replace_meter_provider(resource: Resource) -> None:
+    """Like the span exporter, again on every `configure`: a new provider (instruments cannot
+    move to another), the previous one shut down, which exports what it still holds."""
+    global _meter_provider, _genai  # noqa: PLW0603 - swapped whole; readers take `genai_metrics()`
+    previous = _meter_provider
+    if exporting_metrics():
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+            OTLPMetricExporter,
+        )
+
+        # The reader reads OTEL_METRIC_EXPORT_INTERVAL and OTEL_METRIC_EXPORT_TIMEOUT itself.
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+        _meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
+        _genai = GenAIMetrics.on(_meter_provider.get_meter("coach"))
+    else:
+        _meter_provider, _genai = None, GenAIMetrics.on(NoOpMeter("coach"))
+    if previous is not None:
+        previous.shutdown()
 
 
 def instrument_libraries() -> None:
@@ -155,5 +231,8 @@ def current_ids() -> tuple[str, str] | None:
 
 def force_flush(timeout_s: float = 10.0) -> bool:
     """Export what is buffered; a process that ends without atexit (Celery's pool processes
-    exit with os._exit) would otherwise lose its last spans."""
-    return _provider.force_flush(int(timeout_s * 1000)) if _provider is not None else True
+    exit with os._exit) would otherwise lose its last spans and metric points."""
+    millis = int(timeout_s * 1000)
+    spans = _provider.force_flush(millis) if _provider is not None else True
+    points = _meter_provider.force_flush(millis) if _meter_provider is not None else True
+    return spans and points

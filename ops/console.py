@@ -221,11 +221,11 @@ class Reporter:
             total=total,
         )
         if done:
+            # The finished bar stays on screen at 100%: drawn now, not at the next refresh tick.
             final = total if total is not None else completed
             self._progress.update(task, completed=final or 0, total=final or 1)
             self._progress.stop_task(task)
-            self._progress.console.print(Text("==> ", style="bold cyan") + Text(message))
-            self._progress.remove_task(task)
+            self._progress.refresh()
             del self._tasks[step]
             if not self._tasks:
                 self.close()

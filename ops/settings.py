@@ -44,6 +44,12 @@ class OpsSettings(BaseSettings):
         description="Extra CA bundle (PEM) that builds trust for PyPI, e.g. behind a "
         "TLS-intercepting proxy; passed as a BuildKit secret, never stored in a layer.",
     )
+    pypi_mirror: str | None = Field(
+        default=None,
+        pattern=r"^(https?://\S+)?$",  # empty counts as unset, as in ./run and the Dockerfile
+        description="PyPI simple index for uv and the locked packages in image builds (and "
+        "./run), e.g. 'https://pypi.tuna.tsinghua.edu.cn/simple'; hashes still from uv.lock.",
+    )
     engine_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for dockerd.")
     doctor_fake_free_disk_bytes: int | None = Field(
         default=None,

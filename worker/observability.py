@@ -2,11 +2,12 @@
 
 - Every task's log lines carry task_id and task_name (bound at task_prerun; the context
   is cleared after each task).
-- celery_tasks_total{task,state} and celery_task_duration_seconds, wherever tasks run (the
-  worker's pool processes, or the backend itself in embedded mode, where tasks run eagerly).
+- coach_celery_tasks_total{task,state} and coach_celery_task_duration_seconds, wherever tasks
+  run (the worker's pool processes, or the backend itself in embedded mode, where tasks run
+  eagerly).
 - The worker's parent process serves /metrics on WORKER_METRICS_PORT: the sum of its pool
-  processes' files (multiprocess mode, see worker.celery_app) plus celery_queue_length read
-  from Redis at scrape time.
+  processes' files (multiprocess mode, see worker.celery_app) plus coach_celery_queue_messages
+  read from Redis at scrape time.
 - Tracing starts in each pool process after the fork (an exporter thread does not survive
   one), or in the worker itself when its pool does not fork, and in beat.
 
@@ -57,8 +58,9 @@ def _task_finished(task_id: str, task: Task, state: str | None = None, **_: Any)
 
 
 class QueueLengthCollector(Collector):
-    """celery_queue_length{queue}: LLEN of each queue's Redis list, at scrape time. A custom
-    collector, so it lives on the serving registry (multiprocess files cannot hold it)."""
+    """coach_celery_queue_messages{queue}: LLEN of each queue's Redis list, at scrape time. A
+    custom collector, so it lives on the serving registry (multiprocess files cannot hold it).
+    Every worker replica reports the same value: aggregate with max, not sum."""
 
     def __init__(self, client: Redis, queues: Sequence[str]) -> None:
         self._client, self._queues = client, tuple(queues)
@@ -68,7 +70,7 @@ class QueueLengthCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
-            "celery_queue_length", "Messages waiting in a Celery queue.", labels=["queue"]
+            "coach_celery_queue_messages", "Messages waiting in a Celery queue.", labels=["queue"]
         )
         for queue in self._queues:
             try:

@@ -1,4 +1,4 @@
-"""The command lines, one definition per operation (the top room: it may import every other).
+"""The command lines, one definition per operation; the top room. Imports every other room.
 
 Each module defines `Command`s (ops/cli/spec.py): a typed options dataclass and a body. tasks.py
 turns them into Invoke tasks; scripts/*.py run the same definitions through argparse. Nothing

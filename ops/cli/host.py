@@ -8,7 +8,8 @@ from ops.cli.common import JsonOption
 from ops.cli.spec import Command, opt
 from ops.console import Reporter
 from ops.errors import HostError
-from ops.host import doctor, engine
+from ops.host import engine
+from ops.stack import doctor
 
 
 @dataclass(frozen=True)

@@ -52,14 +52,14 @@ class ResolveOptions(ImagesOptions):
 
 
 def run_resolve(options: ResolveOptions, reporter: Reporter) -> None:
-    resolved = resolve(options.image or None, allow_bake=not options.no_bake)
+    resolved = resolve(options.image or None, allow_bake=not options.no_bake, reporter=reporter)
     path = write_env(resolved)
     shown = path.relative_to(ROOT)
     _report(reporter, resolved, f"compose env file: {shown}", env_file=str(shown))
 
 
 def run_pull(options: ImagesOptions, reporter: Reporter) -> None:
-    resolved = resolve(options.image or None, allow_bake=False)
+    resolved = resolve(options.image or None, allow_bake=False, reporter=reporter)
     _report(reporter, resolved)
     missing = [r.var for r in resolved if not r.available]
     if missing:
@@ -98,7 +98,7 @@ class SaveOptions(ImagesOptions):
 
 
 def run_save(options: SaveOptions, reporter: Reporter) -> None:
-    resolved = resolve(options.image or None)
+    resolved = resolve(options.image or None, reporter=reporter)
     refs, size = archive.save(resolved, options.output)
     skipped = [r.var for r in resolved if not r.available]
     footer = f"saved {len(refs)} images, {megabytes(size)}, to {options.output}"

@@ -11,9 +11,9 @@ from ops.cli.common import ChangeOptions, JsonOption, StackOptions
 from ops.cli.spec import Command, opt
 from ops.console import Reporter, megabytes, say, table
 from ops.errors import HostError, OpsError, StackError
-from ops.host import doctor, engine
+from ops.host import engine
 from ops.images.bake import image_size
-from ops.stack import embedded
+from ops.stack import doctor, embedded
 from ops.stack import up as stacks
 from ops.stack.project import Project
 

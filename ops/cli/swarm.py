@@ -8,6 +8,7 @@ from ops.cli.common import ChangeOptions, JsonOption
 from ops.cli.spec import Command, opt
 from ops.console import Reporter, table
 from ops.errors import SwarmError, UsageError
+from ops.stack import roles
 from ops.swarm import cluster
 
 DEFAULT_STACK = "coach"
@@ -112,12 +113,16 @@ def run_scale(options: ScaleOptions, reporter: Reporter) -> None:
 @dataclass(frozen=True)
 class RollbackOptions(SwarmOptions):
     service: list[str] = opt(
-        [], "service to roll back (repeatable; default: backend)", short="s", metavar="NAME"
+        [],
+        "service to roll back (repeatable; default: every writer, the services the app image runs)",
+        short="s",
+        metavar="NAME",
     )
 
 
 def run_rollback(options: RollbackOptions, reporter: Reporter) -> None:
-    failed = cluster.rollback(options.project, options.service or ["backend"])
+    services = options.service or roles.writers(cluster.project_for(options.project).config())
+    failed = cluster.rollback(options.project, services)
     _settled(reporter, options.project, failed)
 
 

@@ -152,7 +152,10 @@ def _write(target: Target, directory: Path, name: str, reporter: Reporter) -> Ma
         server = snap.query("SHOW server_version")
 
         def dumped(n: int) -> None:
-            reporter.progress("postgres", f"pg_dump: {human_size(n)} written", bytes=n)
+            # The dump's size is known only at its end: a count and a rate, no bar to fill.
+            reporter.progress(
+                "postgres", f"pg_dump: {human_size(n)} written", completed=n, unit="bytes", bytes=n
+            )
 
         sha = postgres.dump(target, directory / DUMP, snapshot=snap.id, progress=dumped)
     files[DUMP] = FileEntry(sha, (directory / DUMP).stat().st_size)
@@ -161,6 +164,8 @@ def _write(target: Target, directory: Path, name: str, reporter: Reporter) -> Ma
         f"database dumped: {human_size(files[DUMP].size)}, "
         + ", ".join(f"{n} {t}" for t, n in tables.items()),
         done=True,
+        completed=files[DUMP].size,
+        unit="bytes",
         bytes=files[DUMP].size,
         tables=tables,
     )
@@ -214,8 +219,10 @@ async def _download_objects(
         reporter.progress(
             "objects",
             f"objects: {len(files)}/{len(keys)}, {human_size(total_bytes)}",
-            objects=len(files),
+            completed=len(files),
             total=len(keys),
+            unit="objects",
+            objects=len(files),
             bytes=total_bytes,
         )
 
@@ -224,6 +231,9 @@ async def _download_objects(
         "objects",
         f"objects saved: {len(files)} ({human_size(total_bytes)}) from the {store.kind} store",
         done=True,
+        completed=len(files),
+        total=len(keys),
+        unit="objects",
         objects=len(files),
         bytes=total_bytes,
     )
@@ -251,7 +261,9 @@ def _snapshot_vectors(
             http,
             collection,
             directory / relative,
-            lambda n: reporter.progress("qdrant", f"qdrant snapshot: {human_size(n)}", bytes=n),
+            lambda n: reporter.progress(
+                "qdrant", f"qdrant snapshot: {human_size(n)}", completed=n, unit="bytes", bytes=n
+            ),
         )
     entry = FileEntry(sha256_file(directory / relative), (directory / relative).stat().st_size)
     points = vectors.count(collection)
@@ -259,6 +271,8 @@ def _snapshot_vectors(
         "qdrant",
         f"qdrant snapshot of {collection}: {points} points, {human_size(entry.size)}",
         done=True,
+        completed=entry.size,
+        unit="bytes",
         points=points,
         bytes=entry.size,
     )
@@ -342,13 +356,29 @@ def upload(path: Path, url: str, settings: Settings, reporter: Reporter) -> str:
     prefix = "/".join(p for p in (parts.path.strip("/"), path.name) if p)
     store = S3Store(parts.netloc, prefix=prefix, **cast(Any, options))
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
+    every = [*files, path / MANIFEST]
+    total = sum(file.stat().st_size for file in every)
     sent = 0
-    for file in [*files, path / MANIFEST]:
+    for file in every:
         obstore.put(store, file.relative_to(path).as_posix(), file)
         sent += file.stat().st_size
-        reporter.progress("upload", f"upload: {human_size(sent)}", bytes=sent)
+        reporter.progress(
+            "upload",
+            f"upload: {human_size(sent)} of {human_size(total)}",
+            completed=sent,
+            total=total,
+            unit="bytes",
+            bytes=sent,
+        )
     destination = f"s3://{parts.netloc}/{prefix}/"
     reporter.progress(
-        "upload", f"uploaded to {destination}", done=True, bytes=sent, url=destination
+        "upload",
+        f"uploaded to {destination}",
+        done=True,
+        completed=sent,
+        total=total,
+        unit="bytes",
+        bytes=sent,
+        url=destination,
     )
     return destination

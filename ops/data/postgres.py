@@ -5,10 +5,13 @@ Dumps stream between that container and a file on this host."""
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +22,14 @@ from ops.errors import CommandError
 from ops.proc import run
 
 Progress = Callable[[int], None]  # bytes so far
+Fed = Callable[[int, int], None]  # bytes of the file sent so far, stderr lines counted so far
+
+# pg_restore --verbose names each table-of-contents entry it restores on one stderr line:
+# "creating TABLE ...", "processing data for table ...", "executing SEQUENCE SET ...". The
+# "dropping ..." lines of --clean come first and are not items of the archive.
+RESTORED_ITEM = re.compile(r"^pg_restore: (?:creating|processing data for|executing) ")
+WAIT_POLL_S = 0.2  # progress while a tool works on after its last input
+TAIL_LINES = 50  # of a live-read stderr, kept for the error message
 
 
 def exec_argv(target: Target, *args: str, stdin: bool = False) -> list[str]:
@@ -131,39 +142,115 @@ def dump(target: Target, path: Path, *, snapshot: str = "", progress: Progress) 
     return digest.hexdigest()
 
 
-def _feed(argv: list[str], path: Path, progress: Progress | None) -> None:
-    """Stream a file into a command's stdin. A tool that stops reading early (pg_restore -l
-    after the table of contents) is fine: its exit code decides."""
+class _StderrReader(threading.Thread):
+    """A command's stderr read as it comes, in a thread of its own: a pipe nobody drains fills
+    up and blocks the tool while we block feeding it. Counts the lines `counted` matches and
+    keeps the last ones for the error message."""
+
+    def __init__(self, pipe: IO[bytes], counted: re.Pattern[str]) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.counted = pipe, counted
+        self.count = 0  # written here only; an int read elsewhere is always whole
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def run(self) -> None:
+        for raw in self.pipe:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            self.tail.append(line)
+            if self.counted.match(line):
+                self.count += 1
+
+    def text(self) -> str:
+        return "\n".join(self.tail).strip()
+
+
+def _feed(
+    argv: list[str],
+    path: Path,
+    *,
+    progress: Fed | None = None,
+    count: re.Pattern[str] | None = None,
+    stdout: IO[bytes] | None = None,
+) -> None:
+    """Stream a file into a command's stdin. `progress` is called after each block and, once
+    all is sent, every WAIT_POLL_S until the command ends (it may work on long after its last
+    input), always from this thread. With `count`, stderr is read live and its matching lines
+    counted; otherwise it goes to a file. A tool that stops reading early (pg_restore -l after
+    the table of contents) is fine: its exit code decides."""
     echo(argv)
-    with _stderr_file() as err, path.open("rb") as source:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
-        assert proc.stdin is not None
+    with ExitStack() as stack:
+        source = stack.enter_context(path.open("rb"))
+        err = None if count is not None else stack.enter_context(_stderr_file())
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL if stdout is None else stdout,
+            stderr=subprocess.PIPE if err is None else err,
+        )
+        reader = None
+        if count is not None:
+            assert proc.stderr is not None
+            reader = _StderrReader(proc.stderr, count)
+            reader.start()
         sent = 0
+
+        def report() -> None:
+            if progress is not None:
+                progress(sent, reader.count if reader is not None else 0)
+
+        assert proc.stdin is not None
         try:
-            while block := source.read(CHUNK):
-                proc.stdin.write(block)
-                sent += len(block)
-                if progress is not None:
-                    progress(sent)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        if code := proc.wait():
+            try:
+                while block := source.read(CHUNK):
+                    proc.stdin.write(block)
+                    sent += len(block)
+                    report()
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            while True:
+                try:
+                    code = proc.wait(WAIT_POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    report()
+        except BaseException:
+            proc.kill()  # interrupted, or a progress callback failed: the tool goes too
+            proc.wait()
+            raise
+        if reader is not None:
+            reader.join()  # its last lines: the count is final, the error message whole
+        report()
+        if code:
+            if reader is not None:
+                raise CommandError(argv, code, reader.text())
+            assert err is not None
             raise _failed(argv, code, err)
 
 
-def check_archive(target: Target, path: Path) -> None:
-    """The server's pg_restore can read the archive's table of contents (format, version)."""
-    _feed(exec_argv(target, "pg_restore", "--list", stdin=True), path, None)
+def check_archive(target: Target, path: Path) -> int:
+    """The server's pg_restore can read the archive's table of contents (format, version);
+    returns how many entries it has, the items a restore works through."""
+    # The listing goes to a file, like errors: a big one would fill a pipe we do not drain.
+    with tempfile.TemporaryFile() as listing:
+        _feed(exec_argv(target, "pg_restore", "--list", stdin=True), path, stdout=listing)
+        listing.seek(0)
+        return toc_entries(listing.read().decode(errors="replace"))
 
 
-def restore(target: Target, path: Path, *, progress: Progress) -> None:
+def toc_entries(listing: str) -> int:
+    """Entries of a `pg_restore --list` listing: its lines but comments (;) and blank ones."""
+    return sum(1 for line in map(str.strip, listing.splitlines()) if line and line[0] != ";")
+
+
+def restore(target: Target, path: Path, *, progress: Fed) -> None:
     """All or nothing: one transaction, stopping at the first error; the dump's objects are
-    dropped first (--clean --if-exists) and recreated."""
+    dropped first (--clean --if-exists) and recreated. `progress` gets the bytes of the archive
+    sent and the items (table-of-contents entries) restored so far."""
     argv = exec_argv(
-        target, "pg_restore", "--clean", "--if-exists", "--single-transaction",
+        target, "pg_restore", "--verbose", "--clean", "--if-exists", "--single-transaction",
         "--exit-on-error", "--no-password", "-U", target.db_user, "-d", target.db_name,
         stdin=True,
     )  # fmt: skip
-    _feed(argv, path, progress)
+    _feed(argv, path, progress=progress, count=RESTORED_ITEM)
     psql(target, "ANALYZE")  # fresh planner statistics: pg_restore leaves none

@@ -31,9 +31,11 @@ def reindex(
             "reindex",
             f"reindex {p.collection}: {p.done}/{p.total} points, "
             f"{p.points_per_second:.0f} points/s",
+            completed=p.done,
+            total=p.total,
+            unit="points",
             collection=p.collection,
             done_points=p.done,
-            total=p.total,
             points_per_second=round(p.points_per_second, 1),
         )
         if on_batch is not None:
@@ -48,12 +50,16 @@ def reindex(
 
     result = asyncio.run(main())
     resumed = f", resumed after {result.resumed_from} points" if result.resumed else ""
+    points = result.resumed_from + result.points  # in the new collection: the whole index
     reporter.progress(
         "reindex",
         f"reindex complete: {result.points} points into {result.collection} in "
         f"{result.seconds:.1f}s ({result.points_per_second:.0f} points/s){resumed}; alias "
         f"switched from {result.previous or 'nothing'}",
         done=True,
+        completed=points,
+        total=points,
+        unit="points",
         collection=result.collection,
         previous=result.previous,
         points=result.points,

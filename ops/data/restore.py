@@ -80,6 +80,7 @@ class _Plan:
 
     manifest: Manifest
     settings: Settings
+    items: int  # table-of-contents entries of the dump: what pg_restore works through
     needs_migration: bool
     vectors: str  # "snapshot" or "reindex"
     why: str
@@ -90,17 +91,29 @@ def restore(
     directory: Path,
     *,
     yes: bool = False,
+    dry_run: bool = False,
     confirm: Callable[[str], bool] | None = None,
     safety_backup: bool = True,
     backups_root: Path = DEFAULT_ROOT,
     reporter: Reporter | None = None,
 ) -> RestoreResult:
     """Replace the target's database, objects and vectors with the backup in `directory`.
-    Without `yes`, `confirm` (a prompt on a terminal) must agree, or nothing happens."""
+    Without `yes`, `confirm` (a prompt on a terminal) must agree, or nothing happens.
+    `dry_run`: the whole preflight, then what would be replaced; nothing changes."""
     reporter = reporter or Reporter()
     started = time.monotonic()
     plan = _preflight(target, directory, reporter)
     manifest = plan.manifest
+    if dry_run:
+        return _dry_run(
+            target,
+            directory,
+            plan,
+            safety_backup=safety_backup,
+            backups_root=backups_root,
+            reporter=reporter,
+            started=started,
+        )
     question = (
         f"Replace the database, objects and vectors of {target.name} with backup "
         f"{manifest.name} (taken {manifest.created_at})?"
@@ -150,6 +163,44 @@ def restore(
     return result
 
 
+def _dry_run(
+    target: Target,
+    directory: Path,
+    plan: _Plan,
+    *,
+    safety_backup: bool,
+    backups_root: Path,
+    reporter: Reporter,
+    started: float,
+) -> RestoreResult:
+    """Say what a restore would replace, from the preflight's findings; change nothing."""
+    manifest = plan.manifest
+    now = postgres.counts(target)
+    head = head_revision()
+    rows = [
+        *[(f"rows in {t}", now[t], manifest.tables[t]) for t in TABLES],
+        ("objects", "all replaced", manifest.objects.get("count", 0)),
+        ("schema revision", manifest.alembic_revision, head if plan.needs_migration else "-"),
+        ("pg_restore items", "-", plan.items),
+        ("vectors", "rebuilt" if plan.vectors == "reindex" else "replaced", plan.why),
+        ("safety backup", "-", f"into {backups_root}" if safety_backup else "skipped"),
+    ]
+    reporter.result(
+        table(["what", "now", "after the restore"], rows)
+        + f"\n\ndry run: backup {manifest.name} verified and readable; nothing changed",
+        dry_run=True,
+        backup=str(directory),
+        tables_now=now,
+        tables_after=manifest.tables,
+        migrate_to=head if plan.needs_migration else None,
+        pg_restore_items=plan.items,
+        vectors=plan.vectors,
+    )
+    return RestoreResult(
+        directory, manifest, None, [], None, plan.vectors, [], time.monotonic() - started
+    )
+
+
 def _preflight(target: Target, directory: Path, reporter: Reporter) -> _Plan:
     """Everything that can be known before a change, checked; any doubt raises."""
     reporter.event("verify", f"verifying {directory} against its manifest", path=str(directory))
@@ -163,7 +214,7 @@ def _preflight(target: Target, directory: Path, reporter: Reporter) -> _Plan:
         files=len(manifest.files),
     )
     needs_migration = _needs_migration(manifest.alembic_revision)
-    postgres.check_archive(target, directory / DUMP)
+    items = postgres.check_archive(target, directory / DUMP)
     if not target.can_stop_writers:
         raise RestoreRefused(
             f"{target.name}: no way to stop the writers was given (--stop-cmd/--start-cmd, or "
@@ -171,7 +222,7 @@ def _preflight(target: Target, directory: Path, reporter: Reporter) -> _Plan:
         )
     settings = target.settings()
     vectors, why = _vectors_plan(manifest, settings)
-    return _Plan(manifest, settings, needs_migration, vectors, why)
+    return _Plan(manifest, settings, items, needs_migration, vectors, why)
 
 
 def _replace(
@@ -181,20 +232,39 @@ def _replace(
     Returns (migration done, how the vectors came back, checks)."""
     manifest, settings = plan.manifest, plan.settings
     dump = directory / DUMP
-    size = dump.stat().st_size
+    size, items = dump.stat().st_size, plan.items
 
-    def fed(n: int) -> None:
+    def fed(sent: int, restored: int) -> None:
+        restored = min(restored, items)  # never past the end, whatever pg_restore prints
         reporter.progress(
-            "postgres", f"pg_restore: {human_size(n)} of {human_size(size)}", bytes=n, total=size
+            "postgres",
+            f"pg_restore: {restored}/{items} items, {human_size(sent)} of {human_size(size)} read",
+            completed=restored,
+            total=items,
+            unit="items",
+            bytes=sent,
+            size=size,
         )
 
     postgres.restore(target, dump, progress=fed)
-    reporter.progress("postgres", "database restored and analysed", done=True, bytes=size)
+    # Exit status 0 of one transaction stopping at the first error: every item is in.
+    reporter.progress(
+        "postgres",
+        "database restored and analysed",
+        done=True,
+        completed=items,
+        total=items,
+        unit="items",
+        bytes=size,
+    )
     uploaded, deleted = asyncio.run(_restore_objects(settings, manifest, directory, reporter))
     reporter.progress(
         "objects",
         f"objects restored: {uploaded} written, {deleted} not in the backup deleted",
         done=True,
+        completed=uploaded,
+        total=uploaded,
+        unit="objects",
         written=uploaded,
         deleted=deleted,
     )
@@ -290,7 +360,14 @@ async def _restore_objects(
         async with gate:
             await store.put(key, data)
         done += 1
-        reporter.progress("objects", f"objects: {done}/{len(wanted)}", objects=done)
+        reporter.progress(
+            "objects",
+            f"objects: {done}/{len(wanted)}",
+            completed=done,
+            total=len(wanted),
+            unit="objects",
+            objects=done,
+        )
 
     await asyncio.gather(*(delete(k) for k in extra))
     await asyncio.gather(*(put(k, r) for k, r in wanted.items()))

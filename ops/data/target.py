@@ -6,6 +6,10 @@
    coach.objects / coach.vectors configured from them.
 3. How are the writers (backend, worker, beat) stopped and started again around a restore?
 
+Of the compose stack, the services are found by their labels (ops/stack/roles.py): PostgreSQL
+is the coach.store=database service, the settings are those of the coach.settings one, and
+the writers are the coach.role=writer ones.
+
 Two kinds: the compose stack (`ComposeTarget`) and a bare postgres container with explicit
 settings and writer callables (`ContainerTarget`, what the tests and other deployments use).
 """
@@ -27,9 +31,9 @@ from coach.settings import Settings
 from ops.console import say
 from ops.errors import TargetError
 from ops.proc import run
+from ops.stack import roles
 from ops.stack.project import Project
 
-WRITERS = ("backend", "celery-worker", "celery-beat")
 OVERRIDE_PREFIX = "COACH_TARGET_"  # COACH_TARGET_S3_ENDPOINT_URL=... wins over the stack's value
 
 
@@ -180,29 +184,34 @@ class ComposeTarget:
 
     @property
     def db_user(self) -> str:
-        return str(self._service_env("postgres").get("POSTGRES_USER") or "postgres")
+        # Unset: the image's default superuser, which is named like the engine.
+        return str(self._service_env(self._database()).get("POSTGRES_USER") or "postgres")
 
     @property
     def db_name(self) -> str:
-        return str(self._service_env("postgres").get("POSTGRES_DB") or self.db_user)
+        return str(self._service_env(self._database()).get("POSTGRES_DB") or self.db_user)
 
     def config(self) -> dict[str, Any]:
         if self._config is None:
             self._config = self.project.config()
         return self._config
 
+    def _database(self) -> str:
+        return roles.store_service(self.config(), "database")
+
     def _service_env(self, service: str) -> dict[str, str]:
         spec = self.config().get("services", {}).get(service, {})
         return {k: "" if v is None else str(v) for k, v in (spec.get("environment") or {}).items()}
 
     def postgres_container(self) -> str:
-        found = self.project.run("ps", "-q", "postgres", capture=True, quiet=True).stdout.split()
+        service = self._database()
+        found = self.project.run("ps", "-q", service, capture=True, quiet=True).stdout.split()
         if not found:
-            raise TargetError(f"postgres is not running in {self.name} (`invoke up` starts it)")
+            raise TargetError(f"{service} is not running in {self.name} (`invoke up` starts it)")
         return found[0]
 
     def settings(self) -> Settings:
-        env = self._secrets_resolved(self._service_env("backend"))
+        env = self._secrets_resolved(self._service_env(roles.settings_service(self.config())))
         env.pop("REDIS_HOST", None)  # not needed here; the app's Redis is no business of ours
         overrides = dict(self.overrides)
         published = self._published()
@@ -268,8 +277,8 @@ class ComposeTarget:
 
     def _volume_dir(self, data_dir: str) -> Path:
         """The host directory of the named volume mounted at the app's DATA_DIR."""
-        backend = self.config()["services"]["backend"]
-        for mount in backend.get("volumes") or []:
+        app = self.config()["services"][roles.settings_service(self.config())]
+        for mount in app.get("volumes") or []:
             if mount.get("type") == "volume" and data_dir and mount.get("target") == data_dir:
                 volume = self.config().get("volumes", {}).get(mount["source"], {})
                 name = volume.get("name") or f"{self.project.name}_{mount['source']}"
@@ -286,7 +295,7 @@ class ComposeTarget:
 
     def stop_writers(self) -> list[str]:
         running = {row["Service"] for row in self.project.ps() if row.get("State") == "running"}
-        stopped = [s for s in WRITERS if s in running]
+        stopped = [s for s in roles.writers(self.config()) if s in running]
         if stopped:
             try:
                 self.project.run("stop", *stopped)
@@ -302,7 +311,7 @@ class ComposeTarget:
 
         self.project.run("start", *stopped)
         deadline = time.monotonic() + self.healthy_within_s
-        while failed := unhealthy(self.project, stopped):
+        while failed := unhealthy(self.project, stopped, self.config()):
             if time.monotonic() > deadline:
                 raise TargetError(f"not healthy after the restore: {', '.join(failed)}")
             time.sleep(3)

@@ -99,6 +99,18 @@ RECIPES: dict[str, Recipe] = {
             "debian-trixie",
             replaces="NGINX_EXPORTER_IMAGE",
         ),
+        Recipe(
+            "node-exporter",
+            "coach-bake/node-exporter:1.9-trixie",
+            "debian-trixie",
+            replaces="NODE_EXPORTER_IMAGE",
+        ),
+        Recipe(
+            "blackbox-exporter",
+            "coach-bake/blackbox-exporter:0.26-trixie",
+            "debian-trixie",
+            replaces="BLACKBOX_EXPORTER_IMAGE",
+        ),
     ]
 }
 BY_IMAGE_VAR = {r.replaces: r for r in RECIPES.values() if r.replaces}

@@ -45,6 +45,9 @@ def build_image(
 ) -> float:
     """Build one image through `docker compose build` (the engine's BuildKit, with the CA
     bundle as a build secret) outside any stack; returns the seconds it took."""
+    # COACH_PYPI_MIRROR only when set: most Dockerfiles built here declare no PYPI_MIRROR.
+    mirror = get_settings().pypi_mirror
+    build_args = {"PYPI_MIRROR": mirror, **args} if mirror else args
     spec = {
         "services": {
             "image": {
@@ -52,7 +55,7 @@ def build_image(
                 "build": {
                     "context": str(context),
                     "dockerfile": str(dockerfile),
-                    "args": args,
+                    "args": build_args,
                     "secrets": ["build_ca"],
                 },
             }

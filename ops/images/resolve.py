@@ -3,14 +3,15 @@ baked from Debian → unavailable; and tell compose which reference to run."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ops.console import say
+from ops.console import Reporter
+from ops.errors import ImageError
 from ops.images import bake as baking
 from ops.images.catalog import ImageRef, load_images
+from ops.images.pull import pull_all
 from ops.paths import STATE_DIR
 from ops.proc import run
 from ops.settings import OpsSettings, get_settings
@@ -44,30 +45,6 @@ def present(ref: str) -> bool:
     )
 
 
-def pull(image: ImageRef, settings: OpsSettings) -> tuple[bool, str]:
-    """Pull through the mirror and tag the result with the pinned name. (ok, detail)."""
-    remote = image.via_mirror(settings)
-    say(f"pulling {remote}")
-    try:
-        done = run(
-            ["docker", "pull", "--quiet", remote],
-            check=False,
-            capture=True,
-            quiet=True,
-            timeout=settings.pull_timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return False, f"no answer within {settings.pull_timeout:.0f}s"
-    if done.returncode != 0:
-        last = (done.stderr or "pull failed").strip().splitlines()[-1]
-        # Keep the cause, not the daemon's full URL chatter: "...: no such host".
-        return False, last.rsplit(": ", 1)[-1][:120]
-    if remote != str(image):
-        run(["docker", "tag", remote, str(image)], quiet=True)
-        return True, f"via {remote.split('/')[0]}"
-    return True, ""
-
-
 def resolve(
     variables: list[str] | None = None,
     *,
@@ -75,6 +52,7 @@ def resolve(
     images_file: Path | None = None,
     allow_pull: bool = True,
     allow_bake: bool = True,
+    reporter: Reporter | None = None,
 ) -> list[Resolved]:
     """Resolve the given *_IMAGE variables (default: all in the images file), in file order."""
     settings = settings or get_settings()
@@ -82,24 +60,25 @@ def resolve(
     wanted = variables or list(catalog)
     unknown = [v for v in wanted if v not in catalog]
     if unknown:
-        raise ValueError(
-            f"unknown image variable(s) {', '.join(unknown)}; known: {', '.join(catalog)}"
+        raise ImageError(
+            f"unknown image variable(s) {', '.join(unknown)}", hint=f"known: {', '.join(catalog)}"
         )
-    results: dict[str, Resolved] = {}
+    missing = [v for v in dict.fromkeys(wanted) if not present(str(catalog[v]))]
+    results = {
+        v: Resolved(v, catalog[v], str(catalog[v]), "local") for v in wanted if v not in missing
+    }
     failures: dict[str, str] = {}
-    for var in wanted:
-        image = catalog[var]
-        if present(str(image)):
-            results[var] = Resolved(var, image, str(image), "local")
-            continue
-        if allow_pull and settings.pull == "auto":
-            ok, detail = pull(image, settings)
-            if ok:
-                results[var] = Resolved(var, image, str(image), "pulled", detail)
-                continue
-            failures[var] = f"pull failed: {detail}"
-        else:
-            failures[var] = "pulls disabled"
+    if allow_pull and settings.pull == "auto":
+        # All at once, a few at a time: one slow mirror must not hold up every other image.
+        pulled = pull_all([catalog[v] for v in missing], settings, reporter)
+        for var, outcome in zip(missing, pulled, strict=True):
+            if outcome.ok:
+                image = catalog[var]
+                results[var] = Resolved(var, image, str(image), "pulled", outcome.detail)
+            else:
+                failures[var] = f"pull failed: {outcome.detail}"
+    else:
+        failures = dict.fromkeys(missing, "pulls disabled")
     bakeable = [baking.BY_IMAGE_VAR[v].name for v in failures if v in baking.BY_IMAGE_VAR]
     if bakeable and allow_bake:
         for result in baking.bake(bakeable):

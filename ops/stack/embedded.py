@@ -7,7 +7,6 @@ and the offline LLM; the API, /health and /metrics are the same as the full stac
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 from ops.console import say
@@ -18,11 +17,19 @@ EXTERNAL = ("POSTGRES_HOST", "REDIS_HOST", "QDRANT_URL", "S3_ENDPOINT_URL", "LLM
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
+    """Become the server: on success this never returns, and the exit code is uvicorn's."""
     env = {k: v for k, v in os.environ.items() if k not in EXTERNAL}
     env.setdefault("DATA_DIR", str(STATE_DIR / "embedded"))
+    env.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")  # as the image: stable HTTP names
     say(f"embedded mode: http://{host}:{port}/health  (data in {env['DATA_DIR']}; Ctrl-C stops)")
     argv = [sys.executable, "-m", "uvicorn", "backend.app:app", "--host", host, "--port", str(port)]
+    # exec, not a child: SIGTERM/SIGINT sent to this pid then reach uvicorn itself, so stopping
+    # `invoke up --embedded` can never leave an orphaned server holding the port.
+    sys.stdout.flush()
+    sys.stderr.flush()  # exec discards what Python still buffers
     try:
-        return subprocess.call(argv, env=env, cwd=ROOT)
-    except KeyboardInterrupt:
-        return 0
+        os.chdir(ROOT)
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - an argument list, no shell involved
+    except OSError as exc:
+        say(f"embedded mode: cannot start {argv[0]}: {exc}")
+        return 127

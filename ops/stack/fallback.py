@@ -1,71 +1,82 @@
 """Where an image cannot be had: its services left out and the app switched to the equivalent
-local store (Qdrant local mode, a local object directory) through a generated override file."""
+local store (Qdrant local mode, a local object directory) through a generated override file.
+
+Which services may be left out, and for which image, is said by their labels (coach.fallback,
+coach.image-var: ops/stack/roles.py); what the app uses instead depends only on the store.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from ops.errors import StackError
 from ops.images.resolve import Resolved
+from ops.stack import roles
 from ops.stack.project import Project
 
-# Services whose image may be missing, and what the app uses instead (volumes shared by the
-# app containers; see coach/vectors.py for how local mode is shared safely).
-REPLACEABLE: dict[str, tuple[list[str], dict[str, str], str]] = {
-    "QDRANT_IMAGE": (["qdrant"], {"QDRANT_URL": ""}, "Qdrant local mode on volume local-stores"),
-    "MINIO_IMAGE": (
-        ["minio", "minio-init"],
-        {"S3_ENDPOINT_URL": ""},
-        "local object directory on volume local-stores",
-    ),
+# What the app uses in place of a store whose service is left out: the setting that, empty,
+# switches it to the local equivalent under DATA_DIR on the volume the app containers share
+# (see coach/vectors.py for how local mode is shared safely).
+LOCAL_STORES: dict[roles.Store, tuple[str, str]] = {
+    "vectors": ("QDRANT_URL", "Qdrant local mode"),
+    "objects": ("S3_ENDPOINT_URL", "local object directory"),
 }
-OPTIONAL = {"GRAFANA_IMAGE": ["grafana"], "JAEGER_IMAGE": ["jaeger"]}
-APP_SERVICES = ("migrate", "backend", "celery-worker", "celery-beat")
+DATA_DIR = "/var/lib/coach"  # the app's DATA_DIR in its containers, on volume local-stores
 
 
-def write_fallback(project: Project, resolved: list[Resolved]) -> tuple[list[str], list[str]]:
+def write_fallback(
+    project: Project, resolved: list[Resolved], config: dict[str, Any]
+) -> tuple[list[str], list[str]]:
     """An override for images that cannot be had: their services left out, the app switched
-    to the equivalent local store. Returns (services left out, notes)."""
-    missing = {r.var for r in resolved if not r.available}
+    to the equivalent local store. `config`: the project's compose model without an earlier
+    fallback override. Returns (services left out, notes)."""
+    fallbacks = roles.fallbacks(config)
     left_out: list[str] = []
     notes: list[str] = []
     app_env: dict[str, str] = {}
-    for var, (skipped, env, note) in REPLACEABLE.items():
-        if var in missing:
-            left_out += skipped
-            app_env |= env
-            notes.append(f"{var} unavailable: {', '.join(skipped)} left out; app uses {note}")
-    for var, skipped in OPTIONAL.items():
-        if var in missing:
-            left_out += skipped
-            notes.append(f"{var} unavailable: {', '.join(skipped)} left out")
-    if not app_env:
+    for var in (r.var for r in resolved if not r.available and r.var in fallbacks):
+        skipped, kind = fallbacks[var]
+        left_out += skipped
+        note = f"{var} unavailable: {', '.join(skipped)} left out"
+        if kind == "local-stores":
+            stores = [s for s in (roles.store_of(config, n) for n in skipped) if s]
+            if not stores or any(s not in LOCAL_STORES for s in stores):
+                raise StackError(
+                    f"{', '.join(skipped)}: {roles.FALLBACK}=local-stores, but the app has a "
+                    f"local equivalent only of the stores {', '.join(LOCAL_STORES)}"
+                )
+            app_env |= {LOCAL_STORES[s][0]: "" for s in stores}
+            uses = ", ".join(LOCAL_STORES[s][1] for s in stores)
+            note += f"; app uses {uses} on volume local-stores"
+        notes.append(note)
+    services: dict[str, Any] = {}
+    if app_env:
+        for name in roles.app_services(config):
+            services[name] = {
+                "environment": {**app_env, "DATA_DIR": DATA_DIR},
+                "volumes": [f"local-stores:{DATA_DIR}"],
+            }
+    # Nothing may wait for a service left out, or `up` would pull it back in.
+    for name, spec in config["services"].items():
+        depends = spec.get("depends_on") or {}
+        kept = {k: v for k, v in depends.items() if k not in left_out}
+        if name not in left_out and kept != depends:
+            services.setdefault(name, {})["depends_on"] = kept
+    if not services:
         project.fallback_file.unlink(missing_ok=True)
         return left_out, notes
-    depends = {
-        "postgres": {"condition": "service_healthy"},
-        "redis": {"condition": "service_healthy"},
-    }
-    if "qdrant" not in left_out:
-        depends["qdrant"] = {"condition": "service_healthy"}
-    if "minio-init" not in left_out:
-        depends["minio-init"] = {"condition": "service_completed_successfully"}
-    app_depends = {**depends, "migrate": {"condition": "service_completed_successfully"}}
-    services: dict[str, Any] = {}
-    for name in APP_SERVICES:
-        services[name] = {
-            "environment": {**app_env, "DATA_DIR": "/var/lib/coach"},
-            "volumes": ["local-stores:/var/lib/coach"],
-        }
-        if name != "migrate":
-            services[name]["depends_on"] = app_depends
-    # Production data survives `down -v` here too: the volume is external, like the others.
-    volume = (
-        {"external": True, "name": f"{project.name}-local-stores"} if project.env == "prod" else {}
-    )
+    volumes: dict[str, Any] = {}
+    if app_env:
+        # Production data survives `down -v` here too: the volume is external, like the others.
+        volumes["local-stores"] = (
+            {"external": True, "name": f"{project.name}-local-stores"}
+            if project.env == "prod"
+            else {}
+        )
     lines = [
         "# Written by `invoke up` for images this host cannot get; do not edit.",
-        json.dumps({"services": services, "volumes": {"local-stores": volume}}, indent=2),
+        json.dumps({"services": services, "volumes": volumes}, indent=2),
     ]
     project.fallback_file.parent.mkdir(parents=True, exist_ok=True)
     # depends_on must be replaced, not merged, or the missing services would be pulled in.

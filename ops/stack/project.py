@@ -14,6 +14,7 @@ from ops.images.build import build_ca_file
 from ops.images.resolve import RESOLVED_ENV
 from ops.paths import COMPOSE_DIR, IMAGES_FILE, ROOT, STATE_DIR
 from ops.proc import json_listing, run
+from ops.settings import get_settings
 
 Env = Literal["dev", "prod"]
 
@@ -78,6 +79,8 @@ class Project:
         env = dict(os.environ) | dict(self.overrides)
         env.setdefault("SECRETS_DIR", str(COMPOSE_DIR / "secrets" / self.env))
         env.setdefault("BUILD_CA_FILE", str(build_ca_file()))
+        # The compose file's ${COACH_PYPI_MIRROR}, validated by the settings.
+        env.setdefault("COACH_PYPI_MIRROR", get_settings().pypi_mirror or "")
         env.setdefault("APP_REVISION", _git_revision())
         return env
 

@@ -3,6 +3,9 @@ Docker secrets and read by the services through *_FILE. Never overwritten withou
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Collection
@@ -15,6 +18,12 @@ from ops.paths import COMPOSE_DIR
 SECRETS_ROOT = COMPOSE_DIR / "secrets"
 # REDIS_ADDR of the redis-exporter service (infra/compose/docker-compose.yml).
 REDIS_EXPORTER_ADDR = "redis://redis:6379"
+# MINIO_ROOT_USER of the minio service (infra/compose/docker-compose.yml).
+MINIO_ROOT_USER = "coach"
+# Expiry of the MinIO metrics token: fixed (2100-01-01T00:00:00Z), so that the derived file is
+# the same on every run, as the other derived secrets are; `mc admin prometheus generate` also
+# issues tokens for a century.
+MINIO_TOKEN_EXPIRES = 4102444800
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,28 @@ def _derived(values: dict[str, str]) -> dict[str, str]:
         # redis_exporter's REDIS_PASSWORD_FILE is a JSON map from its REDIS_ADDR to a password.
         "redis_exporter_passwords.json": json.dumps({REDIS_EXPORTER_ADDR: values["redis_password"]})
         + "\n",
+        # Prometheus' bearer token for MinIO's metrics endpoints.
+        "minio_prometheus_token": minio_prometheus_token(values["minio_root_password"]) + "\n",
     }
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def minio_prometheus_token(root_password: str) -> str:
+    """What `mc admin prometheus generate` prints, computed without a running MinIO: a JWT
+    (HS512) for the root user, signed with its password. MinIO accepts it on its metrics
+    endpoints (/minio/v2/metrics/*, when MINIO_PROMETHEUS_AUTH_TYPE is the default jwt) and
+    nowhere else (the S3 and admin APIs want signed requests), so Prometheus holds a credential
+    that reads metrics and nothing more, and the endpoint stays closed to the rest."""
+    header = _b64(b'{"alg":"HS512","typ":"JWT"}')
+    claims = {"exp": MINIO_TOKEN_EXPIRES, "iss": "prometheus", "sub": MINIO_ROOT_USER}
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    # MinIO trims the password file it reads (MINIO_ROOT_PASSWORD_FILE): sign with the same.
+    key = root_password.strip().encode()
+    signature = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha512).digest()
+    return f"{header}.{payload}.{_b64(signature)}"
 
 
 def directory(env: str) -> Path:

@@ -6,18 +6,16 @@ import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ops.console import say
-from ops.errors import CommandError
+from ops.errors import CommandError, StackError
 from ops.images.resolve import Resolved, resolve, write_env
 from ops.proc import run
-from ops.stack import secrets
+from ops.stack import roles, secrets
 from ops.stack.fallback import write_fallback
 from ops.stack.project import Project
-
-# Services that run once and exit 0; everything else must be running and healthy.
-ONE_SHOT = {"migrate", "minio-init"}
 
 
 @dataclass
@@ -34,43 +32,70 @@ class UpResult:
         return not self.failed
 
 
+@dataclass(frozen=True)
+class Prepared:
+    resolved: list[Resolved]
+    left_out: list[str]
+    notes: list[str]
+    # The compose model without the fallback override: services, roles and builds are the
+    # same with it, so the steps after prepare need not ask compose again.
+    config: dict[str, Any]
+
+
 def prepare(project: Project) -> tuple[list[Resolved], list[str], list[str]]:
     """Secrets, images and the fallback override: everything before `compose up`.
     Returns (resolved images, services left out, notes)."""
-    secret_dir = secrets.directory(project.env)
+    done = prepare_stack(project)
+    return done.resolved, done.left_out, done.notes
+
+
+def prepare_stack(project: Project) -> Prepared:
+    """`prepare`, keeping the compose model it read."""
     if project.env == "dev":
         created = [w.name for w in secrets.generate("dev") if w.action == "created"]
         if created:
             say(f"generated development secrets: {', '.join(created)}")
-    elif not secret_dir.is_dir() and "SECRETS_DIR" not in project.environ():
-        raise ValueError(
-            f"no production secrets in {secret_dir}: run "
-            "`invoke secrets.generate --env prod` (or set SECRETS_DIR)"
-        )
+    else:
+        # SECRETS_DIR (the operator's own directory) wins over the default one.
+        chosen = Path(project.environ()["SECRETS_DIR"])
+        if not chosen.is_dir():
+            raise StackError(
+                f"no production secrets in {chosen}",
+                hint="`invoke secrets.generate --prod`, or point SECRETS_DIR at yours",
+            )
     resolved = resolve()
     write_env(resolved)
-    left_out, notes = write_fallback(project, resolved)
-    return resolved, left_out, notes
+    # The fallback is derived from the compose files alone, never from an earlier fallback.
+    project.fallback_file.unlink(missing_ok=True)
+    config = project.config()
+    left_out, notes = write_fallback(project, resolved, config)
+    return Prepared(resolved, left_out, notes, config)
+
+
+def build(project: Project, config: dict[str, Any] | None = None) -> None:
+    """Build what the stack builds here (the app image), as `up` does first. `config`: the
+    project's compose model, if at hand."""
+    project.run("build", *roles.build_targets(config if config is not None else project.config()))
 
 
 def up(project: Project, *, build: bool = True, wait_timeout: int = 300) -> UpResult:
     """Build, start and wait; the result names every service that did not get healthy."""
     started = time.monotonic()
-    resolved, left_out, notes = prepare(project)
-    for note in notes:
+    prepared = prepare_stack(project)
+    config, left_out = prepared.config, prepared.left_out
+    for note in prepared.notes:
         say(note)
-    if "observability" in project.profiles and "jaeger" not in left_out:
-        # Traces leave the app only when there is a Jaeger to receive them.
+    if endpoint := roles.otlp_endpoint(config, left_out):
+        # Traces leave the app only when there is a receiver (its profile on, its image here).
         project = dataclasses.replace(
-            project,
-            overrides=(*project.overrides, ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318")),
+            project, overrides=(*project.overrides, ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint))
         )
-    wanted = [s for s in project.services() if s not in left_out]
+    wanted = [s for s in config["services"] if s not in left_out]
     if project.env == "prod":
         _external_volumes(project)
     if build:
-        project.run("build", "backend")
-    result = UpResult(project, resolved, left_out, notes, 0.0)
+        project.run("build", *roles.build_targets(config))
+    result = UpResult(project, prepared.resolved, left_out, prepared.notes, 0.0)
     with contextlib.suppress(CommandError):  # the status below names what failed
         project.run(
             "up",
@@ -82,7 +107,7 @@ def up(project: Project, *, build: bool = True, wait_timeout: int = 300) -> UpRe
             *wanted,
         )
     result.seconds = time.monotonic() - started
-    result.failed = unhealthy(project, wanted)
+    result.failed = unhealthy(project, wanted, config)
     return result
 
 
@@ -100,14 +125,19 @@ def hint(detail: str) -> str | None:
     return next((advice for marker, advice in HINTS.items() if marker in detail), None)
 
 
-def unhealthy(project: Project, wanted: list[str]) -> dict[str, str]:
+def unhealthy(
+    project: Project, wanted: list[str], config: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """service -> what is wrong and its last log lines, for each of `wanted` that is not
+    healthy (one-shot services: not exited 0). `config`: the project's model, if at hand."""
+    one_shot = roles.one_shot(config if config is not None else project.config())
     failed: dict[str, str] = {}
     by_service = {row["Service"]: row for row in project.ps()}
     for service in wanted:
         row = by_service.get(service)
         if row is None:
             problem = "not created"
-        elif service in ONE_SHOT:
+        elif service in one_shot:
             problem = (
                 ""
                 if row.get("State") == "exited" and row.get("ExitCode") == 0
@@ -130,6 +160,7 @@ def status_rows(
 ) -> list[tuple[str, ...]]:
     """service, state, health, image, source, ports — one row per service, left-out ones too."""
     config: dict[str, Any] = project.config()
+    one_shot = roles.one_shot(config)
     source_of = {r.ref: r.source for r in resolved}
     source_of.update({str(r.pinned): r.source for r in resolved})
     by_service = {row["Service"]: row for row in project.ps()}
@@ -151,7 +182,7 @@ def status_rows(
             )
             continue
         state = row.get("State", "") if row else "absent"
-        if row and service in ONE_SHOT and state == "exited":
+        if row and service in one_shot and state == "exited":
             state = f"exited {row.get('ExitCode')}"
         health = (row.get("Health") or "-") if row else "-"
         ports = (

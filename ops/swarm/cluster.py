@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,14 +21,14 @@ from ops.console import say
 from ops.errors import CommandError
 from ops.paths import STATE_DIR
 from ops.proc import json_listing, run
+from ops.stack import roles
 from ops.stack import up as stacks
 from ops.stack.project import Project
 from ops.swarm.stackfile import SwarmObject, render
 
 NAMESPACE = "com.docker.stack.namespace"
 APP_IMAGE_REPO = "coach/app"
-# Labels the stack file's placement constraints use; `swarm.init` puts them all on its node.
-NODE_LABELS = ("edge", "postgres", "redis", "qdrant", "objects", "observability")
+PLACEMENT = re.compile(r"node\.labels\.(\S+)\s*==\s*(\S+)")
 SETTLED = {None, "completed", "rollback_completed"}
 # A deploy whose update ended in a rollback failed; a rollback asked for succeeded with it.
 FAILED_UPDATES = {"rollback_completed", "rollback_paused", "paused"}
@@ -73,9 +74,29 @@ def init(advertise_addr: str | None = None, *, label: bool = True) -> bool:
         created = True
     if label:
         node = run(["docker", "info", "--format", "{{.Swarm.NodeID}}"], capture=True, quiet=True)
-        adds = [arg for role in NODE_LABELS for arg in ("--label-add", f"coach.{role}=true")]
+        adds = [arg for pair in node_labels() for arg in ("--label-add", pair)]
         run(["docker", "node", "update", *adds, node.stdout.strip()], capture=True)
     return created
+
+
+def placement_labels(services: dict[str, Any]) -> dict[str, list[str]]:
+    """`label=value` -> the services whose `node.labels.<label> == <value>` placement
+    constraint needs it, of a compose model's or a stack file's services."""
+    wanted: dict[str, list[str]] = {}
+    for name, service in sorted(services.items()):
+        for constraint in service.get("deploy", {}).get("placement", {}).get("constraints", []):
+            if m := PLACEMENT.fullmatch(constraint):
+                wanted.setdefault(f"{m[1]}={m[2]}", []).append(name)
+    return wanted
+
+
+def node_labels() -> list[str]:
+    """The node labels (`label=value`) the production stack's placement constraints name, of
+    every profile: what `swarm.init` puts on a one-node swarm."""
+    # Placement is all that is read: an empty env file stands in for .env.prod, which a new
+    # swarm may not have yet.
+    project = project_for("coach", profiles=("*",), overrides=(("PROD_ENV_FILE", os.devnull),))
+    return sorted(placement_labels(project.config()["services"]))
 
 
 def leave() -> None:
@@ -85,11 +106,7 @@ def leave() -> None:
 def check_placement(spec: dict[str, Any]) -> None:
     """Every `node.labels.X == true` constraint must match a node, or the service would wait
     forever as "pending" with no error in sight."""
-    wanted: dict[str, list[str]] = {}
-    for name, service in spec["services"].items():
-        for constraint in service.get("deploy", {}).get("placement", {}).get("constraints", []):
-            if m := re.fullmatch(r"node\.labels\.(\S+)\s*==\s*(\S+)", constraint):
-                wanted.setdefault(f"{m[1]}={m[2]}", []).append(name)
+    wanted = placement_labels(spec["services"])
     nodes = docker_json(
         "node", "inspect", *[n["ID"] for n in docker_json("node", "ls", "--format", "json")]
     )
@@ -143,11 +160,13 @@ def project_for(
     )
 
 
-def app_image_for(project: Project) -> str:
+def app_image_for(project: Project, config: dict[str, Any] | None = None) -> str:
     """Build the app image and name it by content: a rebuilt image is a new reference, which
-    is what makes Swarm roll the services using it (the same tag would change nothing)."""
-    project.run("build", "backend")
-    built = str(project.config()["services"]["backend"]["image"])
+    is what makes Swarm roll the services using it (the same tag would change nothing).
+    `config`: the project's compose model, if at hand."""
+    config = config if config is not None else project.config()
+    project.run("build", *roles.build_targets(config))
+    built = roles.app_image(config)
     image_id = run(
         ["docker", "image", "inspect", "--format", "{{.Id}}", built], capture=True, quiet=True
     ).stdout.strip()
@@ -195,11 +214,13 @@ def deploy(
     require_manager()
     project = project_for(stack, profiles=profiles, tls=tls, overrides=overrides)
     # Secrets checked, images resolved (pinned -> loaded -> baked), fallbacks written: as `up`.
-    _, left_out, notes = stacks.prepare(project)
-    app_image = app_image or app_image_for(project)
+    prepared = stacks.prepare_stack(project)
+    left_out, notes = prepared.left_out, prepared.notes
+    app_image = app_image or app_image_for(project, prepared.config)
     project = dataclasses.replace(project, overrides=(*project.overrides, ("APP_IMAGE", app_image)))
-    wanted = [s for s in project.services() if s not in left_out]
-    stack_file = render(project.config(), stack, wanted)
+    config = project.config()  # again: with the app image and the fallback override
+    wanted = [s for s in config["services"] if s not in left_out]
+    stack_file = render(config, stack, wanted)
     check_placement(stack_file.spec)
     path = STATE_DIR / "swarm" / f"{stack}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,14 +18,12 @@ import pytest
 
 from ops.console import table
 from ops.reports import REPORTS
-from ops.stack.fallback import OPTIONAL, REPLACEABLE
+from ops.stack import roles
 from tests.support.compose import ComposeStack, compose_stack
 from tests.support.flow import wait_indexed
 from tests.support.samples import FIB
 
 REPORT_FILE = REPORTS / "acceptance.json"
-# The services each optional image runs: left out of the stack when the image cannot be had.
-SERVICES_OF_IMAGE = {var: services for var, (services, _, _) in REPLACEABLE.items()} | OPTIONAL
 
 
 # --- the stack and the user's flow --------------------------------------------------------
@@ -84,7 +82,7 @@ def missing_images(stack: ComposeStack) -> dict[str, str]:
         service: str(r.pinned)
         for r in stack.result.resolved
         if not r.available
-        for service in SERVICES_OF_IMAGE.get(r.var, [])
+        for service in roles.fallbacks(stack.project.config()).get(r.var, ((), ""))[0]
     }
 
 

@@ -25,12 +25,13 @@ import pytest
 import yaml
 
 from ops.paths import COMPOSE_DIR, INFRA, ROOT
+from ops.stack import roles
 from ops.stack import secrets as ops_secrets
 from ops.stack.project import Project
-from ops.stack.up import ONE_SHOT
 from tests.acceptance.conftest import Flow, missing_images, unproven
 from tests.support import docs
 from tests.support.compose import ComposeStack
+from tests.support.dashboards import datasource_uid
 from tests.support.otlp import ASK_SPANS
 from tests.support.processes import wait_until
 from tests.support.samples import FIB
@@ -90,7 +91,7 @@ def test_compose_up_starts_every_service(stack: ComposeStack) -> None:
                 continue
             row = rows.get(service)
             assert row is not None, f"{service} not created"
-            if service in ONE_SHOT:
+            if service in roles.one_shot({"services": config}):
                 assert (row["State"], row["ExitCode"]) == ("exited", 0), row
                 continue
             expected = ("running", "healthy" if _has_healthcheck(spec) else "")
@@ -145,22 +146,20 @@ def test_health_checks_pass(healthy: ComposeStack) -> None:
 @pytest.mark.criterion("Prometheus can scrape the application's metrics")
 def test_prometheus_scrapes_app_metrics(healthy: ComposeStack, flow: Flow) -> None:
     prometheus = _prometheus(healthy)
-    app_jobs = {
-        "backend": "http://backend:8000/metrics",
-        "worker": "http://celery-worker:9808/metrics",
-    }
+    # Replicas are discovered through DNS: a target is a container's address on that port.
+    app_jobs = {"backend": ":8000/metrics", "worker": ":9808/metrics"}
 
     def app_targets_up() -> bool:
         active = prometheus.get("/api/v1/targets").json()["data"]["activeTargets"]
         up = {t["labels"]["job"]: t["scrapeUrl"] for t in active if t["health"] == "up"}
-        return all(up.get(job) == url for job, url in app_jobs.items())
+        return all(up.get(job, "").endswith(path) for job, path in app_jobs.items())
 
     wait_until(app_targets_up, seconds=60, what="backend and worker targets up", interval=2)
     # One more ask: its LLM call is counted by the worker (the agent runs there) and its HTTP
     # request by the backend; both counts rise once Prometheus has scraped each.
     counters = (
-        'sum(llm_requests_total{status="ok"})',
-        'sum(http_requests_total{job="backend", route="/api/v1/coach/ask", status="200"})',
+        'sum(coach_llm_requests_total{status="ok"})',
+        'sum(coach_http_requests_total{job="backend", route="/api/v1/coach/ask", status="200"})',
     )
     before = [_value(prometheus, counter) for counter in counters]
     with healthy.client() as http:
@@ -172,7 +171,7 @@ def test_prometheus_scrapes_app_metrics(healthy: ComposeStack, flow: Flow) -> No
         what="the new ask counted by backend and worker in Prometheus",
         interval=2,
     )
-    series = _query(prometheus, "llm_requests_total")
+    series = _query(prometheus, "coach_llm_requests_total")
     assert all({"model", "status"} <= set(s["metric"]) for s in series), series
     builds = {s["metric"]["job"] for s in _query(prometheus, "coach_build_info")}
     assert builds >= set(app_jobs), builds
@@ -275,6 +274,7 @@ def _assert_ask_trace_in_jaeger(stack: ComposeStack, trace_id: str) -> None:
 def test_grafana_dashboard_templates_provided_and_valid(healthy: ComposeStack, flow: Flow) -> None:
     sources = yaml.safe_load((GRAFANA / "provisioning/datasources/datasources.yml").read_text())
     prometheus_uids = {d["uid"] for d in sources["datasources"] if d["type"] == "prometheus"}
+    defaults = {d["type"]: d["uid"] for d in sources["datasources"] if d.get("isDefault")}
     provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/dashboards.yml").read_text())
     grafana = healthy.project.config()["services"]["grafana"]
     mounted = {
@@ -294,7 +294,8 @@ def test_grafana_dashboard_templates_provided_and_valid(healthy: ComposeStack, f
         for panel in _panels(dashboard["panels"]):
             for target in panel.get("targets", []):
                 source = target.get("datasource") or panel.get("datasource") or {}
-                assert source.get("uid") in prometheus_uids, f"{path.name}/{panel['title']}"
+                uid = datasource_uid(dashboard, source, defaults)  # resolves ${datasource}
+                assert uid in prometheus_uids, f"{path.name}/{panel['title']}"
                 expressions.append((f"{path.stem}/{panel['title']}", target["expr"]))
     assert len(uids) == len(set(uids)), f"dashboard uids repeat: {uids}"
     prometheus = _prometheus(healthy)
@@ -388,7 +389,9 @@ def test_backup_script_works(healthy: ComposeStack, flow: Flow, tmp_path: Path) 
         )
         assert later.status_code == 202, later.text
 
-    restored = _script("restore.py", str(backup), "--yes", "--backups-dir", str(tmp_path), *target)
+    restored = _script(
+        "restore.py", "--backup", str(backup), "--yes", "--backups-dir", str(tmp_path), *target
+    )
 
     assert restored["ok"], restored
     assert all(check["ok"] for check in restored["checks"]), restored["checks"]

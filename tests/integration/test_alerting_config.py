@@ -1,11 +1,14 @@
 """Alert rules and Alertmanager configuration, checked by the tools that ship with the images
-(promtool, amtool): rules unit-tested for every alert, configs valid."""
+(promtool, amtool, blackbox_exporter): rules unit-tested for every alert and recording rule,
+configs valid."""
 
 from __future__ import annotations
 
-import re
+from pathlib import Path
+from typing import Any
 
 import docker
+import pytest
 import yaml
 
 from ops.paths import INFRA
@@ -14,7 +17,13 @@ from tests.support.containers import LABELS, image_or_skip
 OBS = INFRA / "observability"
 
 
-def tool(var: str, mount: str, *argv: str) -> str:
+def tool(
+    var: str, mount: str, *argv: str, target: str = "", extra: dict[Path, str] | None = None
+) -> str:
+    """Run a tool of an image as nobody with infra/observability/<mount> at /etc/<mount> (or at
+    `target`), and the `extra` host paths read-only where they map to."""
+    volumes = {str(OBS / mount): {"bind": target or f"/etc/{mount}", "mode": "ro"}}
+    volumes |= {str(path): {"bind": bind, "mode": "ro"} for path, bind in (extra or {}).items()}
     client = docker.from_env()
     try:
         out = client.containers.run(
@@ -23,7 +32,7 @@ def tool(var: str, mount: str, *argv: str) -> str:
             entrypoint=argv[0],
             remove=True,
             user="65534:65534",
-            volumes={str(OBS / mount): {"bind": f"/etc/{mount}", "mode": "ro"}},
+            volumes=volumes,
             labels=dict(LABELS),
             stderr=True,
         )
@@ -32,11 +41,25 @@ def tool(var: str, mount: str, *argv: str) -> str:
     return bytes(out).decode()
 
 
-def test_promtool_unit_tests_cover_and_pass_for_every_alert() -> None:
-    rules = yaml.safe_load((OBS / "prometheus/rules/alerts.yml").read_text())
-    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
-    tests = (OBS / "prometheus/tests/alerts_test.yml").read_text()
-    assert alerts == set(re.findall(r"alertname:\s*(\w+)", tests)), "an alert without a test"
+def _rules() -> list[dict[str, Any]]:
+    """Every rule of every file Prometheus loads (its rule_files: rules/*.yml)."""
+    return [
+        rule
+        for path in sorted((OBS / "prometheus/rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def test_promtool_unit_tests_cover_and_pass_for_every_rule() -> None:
+    tests = yaml.safe_load((OBS / "prometheus/tests/alerts_test.yml").read_text())
+    loaded = {Path(f).name for f in tests["rule_files"]}
+    assert loaded == {p.name for p in (OBS / "prometheus/rules").glob("*.yml")}, "a rule file"
+    alerts = {c["alertname"] for t in tests["tests"] for c in t.get("alert_rule_test", [])}
+    exprs = [c["expr"] for t in tests["tests"] for c in t.get("promql_expr_test", [])]
+    assert {r["alert"] for r in _rules() if "alert" in r} == alerts, "an alert without a test"
+    records = {r["record"] for r in _rules() if "record" in r}
+    assert {r for r in records if not any(r in e for e in exprs)} == set(), "a record untested"
     out = tool(
         "PROMETHEUS_IMAGE",
         "prometheus",
@@ -48,7 +71,20 @@ def test_promtool_unit_tests_cover_and_pass_for_every_alert() -> None:
     assert "SUCCESS" in out, out
 
 
-def test_prometheus_config_and_rules_are_valid() -> None:
+def test_promtool_unit_tests_of_dashboard_expressions_pass() -> None:
+    out = tool(
+        "PROMETHEUS_IMAGE",
+        "prometheus",
+        "/bin/promtool",
+        "test",
+        "rules",
+        "/etc/prometheus/tests/dashboards_test.yml",
+    )
+    assert "SUCCESS" in out, out
+
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.swarm.yml"])
+def test_prometheus_config_and_rules_are_valid(config: str) -> None:
     out = tool(
         "PROMETHEUS_IMAGE",
         "prometheus",
@@ -56,9 +92,45 @@ def test_prometheus_config_and_rules_are_valid() -> None:
         "check",
         "config",
         "--syntax-only",
-        "/etc/prometheus/prometheus.yml",
+        f"/etc/prometheus/{config}",
     )
     assert "SUCCESS" in out and "FAILED" not in out, out
+
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.swarm.yml"])
+def test_prometheus_config_passes_the_full_check_with_its_secrets(
+    config: str, tmp_path: Path
+) -> None:
+    """Without --syntax-only: the rule files are checked and linted too, and every
+    credentials_file must exist, as the compose file's secrets make them."""
+    secrets: dict[Path, str] = {}
+    for name in ("qdrant_api_key", "minio_prometheus_token"):
+        (tmp_path / name).write_text("test-credential\n")
+        (tmp_path / name).chmod(0o644)
+        secrets[tmp_path / name] = f"/run/secrets/{name}"
+    out = tool(
+        "PROMETHEUS_IMAGE",
+        "prometheus",
+        "/bin/promtool",
+        "check",
+        "config",
+        f"/etc/prometheus/{config}",
+        extra=secrets,
+    )
+    rule_files = len(list((OBS / "prometheus/rules").glob("*.yml")))
+    assert "FAILED" not in out and f"SUCCESS: {rule_files} rule files found" in out, out
+
+
+def test_blackbox_config_is_valid() -> None:
+    out = tool(
+        "BLACKBOX_EXPORTER_IMAGE",
+        "blackbox",
+        "/bin/blackbox_exporter",
+        "--config.check",
+        "--config.file=/etc/blackbox_exporter/config.yml",
+        target="/etc/blackbox_exporter",
+    )
+    assert "Config file is ok" in out, out
 
 
 def test_alertmanager_config_is_valid() -> None:

@@ -117,6 +117,18 @@ def test_a_corrupted_backup_is_refused_before_anything_is_touched(
     assert events[-1]["event"] == "result" and events[-1]["tables"]["snippets"] >= 1
     [made] = complete_backups(root)
     assert events[-1]["path"] == str(made)
+
+    # A dry run is the whole preflight and says what would change; it changes nothing.
+    sql(app_stack, "UPDATE snippets SET title = 'changed before the dry run' WHERE id = %s", sid)
+    before, dry_calls = table_rows(app_stack), list[str]()
+    dry = restore(stack_target(app_stack, dry_calls), made, dry_run=True, backups_root=root)
+    assert dry.checks == [] and dry_calls == [] and table_rows(app_stack) == before
+    assert complete_backups(root) == [made], "no safety backup on a dry run"
+    args = ("--backup", str(made), "--dry-run", "--no-writers", "--backups-dir", str(root))
+    planned = _script(app_stack, "restore.py", *args)[-1]
+    assert planned["dry_run"] and planned["tables_after"] == events[-1]["tables"]
+    assert table_rows(app_stack) == before
+
     dump = made / DUMP
     data = bytearray(dump.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one byte
@@ -133,7 +145,7 @@ def test_a_corrupted_backup_is_refused_before_anything_is_touched(
     assert complete_backups(root) == [made], "no safety backup either: nothing began"
 
     # The command an operator runs says the same, as its last JSON line, and exits 1.
-    args = (str(made), "--yes", "--no-writers", "--backups-dir", str(root))
+    args = ("--backup", str(made), "--yes", "--no-writers", "--backups-dir", str(root))
     last = _script(app_stack, "restore.py", *args, exit_code=1)[-1]
     assert last["event"] == "error" and f"{dump}: sha256" in last["message"]
     assert table_rows(app_stack) == rows

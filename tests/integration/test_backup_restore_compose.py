@@ -14,7 +14,8 @@ import pytest
 
 from ops.data.backup import backup
 from ops.data.restore import restore
-from ops.data.target import WRITERS, ComposeTarget
+from ops.data.target import ComposeTarget
+from ops.stack import roles
 from ops.stack import up as stacks
 from tests.support.compose import isolated_project
 from tests.support.processes import wait_until
@@ -68,9 +69,9 @@ def test_compose_backup_and_restore(
 
     restored = restore(target, made.path, yes=True, backups_root=tmp_path)
 
-    assert restored.ok and restored.stopped == list(WRITERS)
+    assert restored.ok and restored.stopped == roles.writers(target.config())
     running = {r["Service"] for r in target.project.ps() if r.get("State") == "running"}
-    assert running >= set(WRITERS)
+    assert running >= set(roles.writers(target.config()))
     wait_until(api.ready, seconds=120, what="backend ready after the restore")
     assert api.status(added) is None and api.status(kept) == "indexed"
     answer = api.http.post(

@@ -12,7 +12,10 @@ import docker
 import psycopg
 import pytest
 import redis
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from ops.paths import COMPOSE_DIR
 from tests.support.containers import LABELS, container, image_or_skip, running
 
 T = TypeVar("T")
@@ -89,3 +92,68 @@ def test_python_base_runs_python_311_as_non_root() -> None:
     finally:
         client.close()
     assert out.decode().strip() == "(3, 11) 10001"
+
+
+def test_python_base_ships_gdbm_setuptools_wheel_and_pip_like_the_official_image() -> None:
+    # Debian splits these out of python3; images built FROM the official one may rely on them.
+    # pip by its metadata: importing pip before setuptools makes setuptools' own distutils shim
+    # fail on 3.11 (upstream setuptools behaviour, see pypa/pip#8761), not a flaw of the image.
+    code = "import dbm.gnu, setuptools, wheel; from importlib.metadata import version as v; "
+    code += "print(v('pip'))"
+    client = docker.from_env()
+    try:
+        out = client.containers.run(
+            image_or_skip("PYTHON_IMAGE"),
+            ["python3", "-c", code],
+            user="10001:10001",
+            remove=True,
+            labels=dict(LABELS),
+        )
+    finally:
+        client.close()
+    assert out.decode().strip().split(".")[0].isdigit(), out
+
+
+def test_node_exporter_reports_a_file_system_mounted_under_its_rootfs() -> None:
+    """With the compose service's flags, as its non-root user on a read-only root without
+    capabilities: /host/root is reported as mountpoint "/", a file system mounted below it (as
+    the engine's data-root is) under its own path, and nothing of the container's own."""
+    service = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())["services"]
+    flags = [flag.replace("$$", "$") for flag in service["node-exporter"]["command"]]
+    client = docker.from_env()
+    try:
+        box = client.containers.run(
+            image_or_skip("NODE_EXPORTER_IMAGE"),
+            flags,
+            detach=True,
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            # tmpfs of sizes to recognise them by (what a bind mount shows, and whether the
+            # exporter counts it at all, depends on the host's file systems).
+            tmpfs={"/host/root": "size=64m", "/host/root/srv/docker": "size=32m"},
+            labels=dict(LABELS),
+        )
+        try:
+
+            def scrape() -> str:
+                done = box.exec_run(["wget", "-qO-", "http://127.0.0.1:9100/metrics"])
+                assert done.exit_code == 0, done.output
+                return bytes(done.output).decode()
+
+            text = eventually(scrape, seconds=30)
+            user = str(box.attrs["Config"]["User"])  # the image's USER: compose sets none
+        finally:
+            box.remove(force=True)
+    finally:
+        client.close()
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    avail = {
+        s.labels["mountpoint"]: s.value for s in samples if s.name == "node_filesystem_avail_bytes"
+    }
+    assert avail == {"/": 64 * 2**20, "/srv/docker": 32 * 2**20}, avail
+    collectors = {
+        s.labels["collector"]: s.value for s in samples if s.name == "node_scrape_collector_success"
+    }
+    assert collectors["filesystem"] == 1 and "systemd" not in collectors, collectors
+    assert user.partition(":")[0] == "65534", "the official image runs as nobody"

@@ -1,5 +1,6 @@
 """Where the Jaeger image exists, one ask's trace is read back from Jaeger's own query API:
-the HTTP server span, the Celery publish and run spans and the three agent steps."""
+the HTTP server span, the Celery publish and run spans, the three agent steps and the LLM
+call's `chat {model}` span."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.support.containers import container, running
-from tests.support.otlp import ASK_SPANS
+from tests.support.otlp import ASK_SPANS, chat_span
 from tests.support.processes import free_port, wait_until
 from tests.support.samples import FIB
 from tests.support.stack import stack
@@ -47,15 +48,23 @@ def test_ask_trace_is_read_back_from_jaeger(tmp_path: Path) -> None:
                 if response.status_code != 200 or not response.json().get("data"):
                     return False
                 found.update(response.json()["data"][0])
-                return {s["operationName"] for s in found["spans"]} >= ASK_SPANS
+                names = {s["operationName"] for s in found["spans"]}
+                return names >= ASK_SPANS | {chat_span("fake-coach-1")}
 
             wait_until(complete, seconds=60, what="the ask's trace in Jaeger", interval=1)
     services = {p["serviceName"] for p in found["processes"].values()}
     assert {"coach-backend", "coach-worker"} <= services
-    generate = next(s for s in found["spans"] if s["operationName"] == "coach.generate")
-    tags = {t["key"]: t["value"] for t in generate["tags"]}
-    assert tags["gen_ai.system"] == "openai" and tags["gen_ai.request.model"] == "fake-coach-1"
+    chat = next(s for s in found["spans"] if s["operationName"] == chat_span("fake-coach-1"))
+    tags = {t["key"]: t["value"] for t in chat["tags"]}
+    assert tags["span.kind"] == "client"
+    assert tags["gen_ai.provider.name"] == "openai"
+    assert tags["gen_ai.request.model"] == "fake-coach-1"
     assert int(tags["gen_ai.usage.output_tokens"]) == ask.json()["usage"]["completion_tokens"]
+    assert not [
+        s["operationName"]
+        for s in found["spans"]
+        if any(t["key"] == "gen_ai.system" for t in s["tags"])
+    ]
 
 
 def _answers(url: str) -> bool:

@@ -1,16 +1,18 @@
 """Pulling through a registry mirror, both ways users in mainland China configure one: a
 prefix before the full reference, and a per-registry host map. The mirror is a local registry
-(test double for m.daocloud.io and friends); the resolver must pull through it and re-tag the
-image with its pinned name."""
+(test double for m.daocloud.io and friends); the resolver must pull through it, re-tag the
+image with its pinned name, and report the bytes it downloads."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ops.console import Reporter
 from ops.images.build import build_image
 from ops.images.catalog import ImageRef
 from ops.images.resolve import present, resolve
@@ -20,6 +22,7 @@ from tests.support.containers import LABELS
 from tests.support.processes import ROOT, free_port, wait_until
 
 PINNED = "docker.io/library/coach-mirror-test:1"
+BLOB_BYTES = 3_000_000
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +64,28 @@ def _answers(url: str) -> bool:
 
 
 def _publish(remote: str) -> None:
-    """Put a small image on the mirror under `remote`, then forget it locally."""
-    run(["docker", "tag", "coach-bake/debian:trixie", remote], quiet=True)
+    """Put a small image on the mirror under `remote`, then forget it locally. Its top layer
+    (random bytes, incompressible) exists nowhere else, so pulling it downloads bytes rather
+    than finding every layer already there."""
+    labels = [arg for k, v in LABELS.items() for arg in ("--label", f"{k}={v}")]
+    script = f"head -c {BLOB_BYTES} /dev/urandom > /blob"
+    container = run(
+        ["docker", "run", "--detach", *labels, "coach-bake/debian:trixie", "sh", "-c", script],
+        capture=True,
+        quiet=True,
+    ).stdout.strip()
+    try:
+        run(["docker", "wait", container], capture=True, quiet=True)
+        run(["docker", "commit", container, remote], capture=True, quiet=True)
+    finally:
+        run(["docker", "rm", "-f", container], check=False, capture=True, quiet=True)
     run(["docker", "push", "--quiet", remote], capture=True, quiet=True)
     run(["docker", "image", "rm", remote], capture=True, quiet=True)
 
 
 @pytest.mark.parametrize("mode", ["prefix", "registry-map"])
 def test_resolver_pulls_through_the_mirror_and_retags(
-    mirror: str, mode: str, tmp_path: Path
+    mirror: str, mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     image = ImageRef.parse(PINNED)
     settings = (
@@ -87,9 +103,20 @@ def test_resolver_pulls_through_the_mirror_and_retags(
     run(["docker", "image", "rm", PINNED], check=False, capture=True, quiet=True)
     try:
         [result] = resolve(
-            ["TEST_IMAGE"], settings=settings, images_file=images_file, allow_bake=False
+            ["TEST_IMAGE"],
+            settings=settings,
+            images_file=images_file,
+            allow_bake=False,
+            reporter=Reporter(json_lines=True),
         )
         assert result.source == "pulled" and result.detail == f"via {mirror}"
         assert result.ref == PINNED and present(PINNED)
+        # The new layer's bytes as the engine streamed them (gzip makes random bytes no smaller).
+        # Lines in between are throttled away on a fast pull; the last one is always there.
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        progress = [e for e in lines if e["event"] == "progress" and e["step"] == PINNED]
+        assert progress and {e["unit"] for e in progress} == {"bytes"}
+        last = progress[-1]
+        assert last["done"] and last["completed"] == last["total"] >= BLOB_BYTES
     finally:
         run(["docker", "image", "rm", PINNED, remote], check=False, capture=True, quiet=True)

@@ -110,6 +110,10 @@ def test_secrets_and_config_files_become_swarm_objects(stack_file: StackFile) ->
     assert "/etc/nginx/templates/tls.conf.template" in nginx_targets
     prometheus_targets = {c["target"] for c in _services(stack_file)["prometheus"]["configs"]}
     assert "/etc/prometheus/rules/alerts.yml" in prometheus_targets
+    # Under Swarm, Prometheus finds the app's replicas as tasks.<service>: its own config.
+    assert "/etc/prometheus/prometheus.swarm.yml" in prometheus_targets
+    command = _services(stack_file)["prometheus"]["command"]
+    assert command[0] == "--config.file=/etc/prometheus/prometheus.swarm.yml"
     qdrant = {s["source"]: s["target"] for s in _services(stack_file)["qdrant"]["secrets"]}
     assert qdrant["qdrant_config"] == "/qdrant/config/local.yaml"
     assert {s["source"] for s in _services(stack_file)["nginx"]["secrets"]} == {

@@ -170,6 +170,8 @@ def stack(variant: str, workdir: Path, *, otlp_endpoint: str | None = None) -> I
             "PYTHONUNBUFFERED": "1",
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint or otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # ms: spans reach the receiver soon after
+            "OTEL_METRIC_EXPORT_INTERVAL": "500",  # ms: and the GenAI metric points
+            "OTEL_SEMCONV_STABILITY_OPT_IN": "http",  # as the image sets it
             "WORKER_METRICS_PORT": str(processes.free_port()),
         }
         procs: dict[str, processes.Proc] = {}

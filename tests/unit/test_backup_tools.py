@@ -244,6 +244,7 @@ def compose_config(tmp_path: Path) -> Iterator[dict[str, Any]]:
     yield {
         "services": {
             "backend": {
+                "labels": {"coach.role": "writer", "coach.settings": "true"},
                 "environment": {
                     "POSTGRES_HOST": "postgres",
                     "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
@@ -252,11 +253,14 @@ def compose_config(tmp_path: Path) -> Iterator[dict[str, Any]]:
                     "S3_ENDPOINT_URL": "http://minio:9000",
                     "S3_ACCESS_KEY_ID": "coach",
                     "S3_SECRET_ACCESS_KEY_FILE": "/run/secrets/minio_root_password",
-                }
+                },
             },
-            "postgres": {"environment": {"POSTGRES_USER": "coach", "POSTGRES_DB": "coach"}},
-            "qdrant": {},
-            "minio": {},
+            "postgres": {
+                "labels": {"coach.role": "data", "coach.store": "database"},
+                "environment": {"POSTGRES_USER": "coach", "POSTGRES_DB": "coach"},
+            },
+            "qdrant": {"labels": {"coach.role": "data", "coach.store": "vectors"}},
+            "minio": {"labels": {"coach.role": "data", "coach.store": "objects"}},
         },
         "secrets": {
             "postgres_password": {"file": str(tmp_path / "pg")},

@@ -41,6 +41,9 @@ UPSTREAM: dict[str, Upstream] = {
     "POSTGRES_EXPORTER_IMAGE": Upstream(frozenset({"wget"})),
     "REDIS_EXPORTER_IMAGE": Upstream(frozenset({"wget"})),
     "NGINX_EXPORTER_IMAGE": Upstream(frozenset()),  # FROM scratch: nothing to call
+    # FROM quay.io/prometheus/busybox (node_exporter's and blackbox_exporter's Dockerfiles)
+    "NODE_EXPORTER_IMAGE": Upstream(frozenset({"wget"})),
+    "BLACKBOX_EXPORTER_IMAGE": Upstream(frozenset({"wget"})),
     "APP_IMAGE": Upstream(frozenset({"python"})),  # ours: the venv's python, no curl
 }
 IMAGE_VAR = re.compile(r"^\$\{(?P<var>[A-Z_]+_IMAGE)(?::?[-?][^}]*)?\}$")

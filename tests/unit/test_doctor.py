@@ -1,25 +1,24 @@
-"""`invoke doctor`'s preflight: each check against a faked host, once for real on this one."""
+"""`invoke doctor`'s preflight, each check against a faked host and a hand-made compose model.
+CI runs these without an engine or the Compose plugin: the Probe is faked whole, and any
+command left unfaked fails the test (the live checks: tests/integration/test_doctor_live.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
-from ops.host import doctor
-from ops.host.doctor import GB, GIB, EngineInfo, Finding, Holder, Probe
-from ops.host.engine import engine_answers
+from ops.errors import CommandError, OpsError
 from ops.images.catalog import load_images
 from ops.images.resolve import Resolved
-from ops.paths import COMPOSE_DIR, ROOT
+from ops.paths import COMPOSE_DIR
 from ops.settings import OpsSettings, get_settings
-from ops.stack import secrets
+from ops.stack import doctor, fallback, secrets
+from ops.stack.doctor import GB, GIB, EngineInfo, Finding, Holder, Probe, Publish
 
 DATA_ROOT = Path("/srv/docker-data")
 MODERN_ENGINE = EngineInfo("27.5.1", DATA_ROOT, "2", "overlay2")
@@ -36,8 +35,53 @@ SHELL_VARIABLES = (
 )
 
 
+def ports_entry(published: int, host_ip: str | None = "127.0.0.1", **extra: Any) -> dict[str, Any]:
+    """A `ports` entry as `docker compose config --format json` renders it."""
+    entry = {"mode": "ingress", "target": published, "published": str(published)}
+    return entry | {"protocol": "tcp"} | ({"host_ip": host_ip} if host_ip else {}) | extra
+
+
+def service(role: str, *ports: dict[str, Any], **labels: str) -> dict[str, Any]:
+    """A service's model: coach.role, coach.<label> (image_var: coach.image-var), ports."""
+    extra = {f"coach.{k.replace('_', '-')}": v for k, v in labels.items()}
+    return {"labels": {"coach.role": role} | extra, "ports": list(ports)}
+
+
+# Made-up service names: the doctor must know services only from the model it is given.
+DEV_CONFIG: dict[str, Any] = {
+    "services": {
+        "app": service("writer", app="true", settings="true"),
+        "db": service("data", ports_entry(5432), store="database"),
+        "edge": service("edge", ports_entry(8080)),
+        "vectors": service(
+            "data",
+            ports_entry(6333),
+            store="vectors",
+            fallback="local-stores",
+            image_var="QDRANT_IMAGE",
+        ),
+        "objects": service(
+            "data",
+            ports_entry(9000),
+            ports_entry(9001),
+            store="objects",
+            fallback="local-stores",
+            image_var="MINIO_IMAGE",
+        ),
+        "objects-init": service("one-shot", fallback="local-stores", image_var="MINIO_IMAGE"),
+        "traces": service("observability", fallback="optional", image_var="JAEGER_IMAGE"),
+    }
+}
+PROD_CONFIG: dict[str, Any] = {
+    "services": DEV_CONFIG["services"]
+    | {name: {**DEV_CONFIG["services"][name], "ports": []} for name in ("db", "vectors", "objects")}
+    | {"edge": service("edge", ports_entry(80, doctor.ANY_ADDRESS, target=8080))}
+}
+
+
 class FakeProbe(Probe):
-    """A healthy host unless told otherwise; configuration paths stay real (see tests)."""
+    """A healthy host unless told otherwise; the configuration's paths stay real (no engine
+    needed for them: see the prod tests), its compose model is hand-made."""
 
     def __init__(
         self,
@@ -47,11 +91,15 @@ class FakeProbe(Probe):
         provisioning: str | None = None,
         published: dict[int, Holder] | None = None,
         env: Mapping[str, str] | None = None,
+        config: Mapping[str, Any] | OpsError | None = None,
+        unavailable: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(OpsSettings())
         self.free, self._engine, self.provisioning = free, engine, provisioning
         self.held = published or {}
         self.env = dict(env or {})
+        self._config, self.unavailable = config, unavailable
+        self.configs_read: list[bool] = []
 
     def cpus(self) -> int:
         return 4
@@ -84,13 +132,22 @@ class FakeProbe(Probe):
         return self.held
 
     def images(self) -> list[Resolved]:
-        return [Resolved(var, ref, str(ref), "local") for var, ref in load_images().items()]
+        return [
+            Resolved(var, ref, str(ref), "unavailable" if var in self.unavailable else "local")
+            for var, ref in load_images().items()
+        ]
 
     def image_present(self, ref: str) -> bool:
         return True
 
     def environ(self) -> Mapping[str, str]:
         return self.env
+
+    def config(self, prod: bool) -> dict[str, Any]:
+        self.configs_read.append(prod)
+        if isinstance(self._config, OpsError):
+            raise self._config
+        return dict(self._config or (PROD_CONFIG if prod else DEV_CONFIG))
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +157,17 @@ def clean_shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def no_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No docker (or any other) command: a Probe method left unfaked fails here, not in CI."""
+
+    def refuse(argv: object, **_: object) -> NoReturn:
+        raise AssertionError(f"a unit test ran {argv}: fake it in FakeProbe")
+
+    for module in ("ops.stack.doctor", "ops.stack.project", "ops.images.resolve"):
+        monkeypatch.setattr(f"{module}.run", refuse)
 
 
 def only(findings: list[Finding], check: str) -> Finding:
@@ -193,13 +261,19 @@ def test_prod_without_env_file_is_a_blocker_with_the_copy_hint(
     monkeypatch.setattr("ops.stack.project.COMPOSE_DIR", tmp_path / "infra" / "compose")
     monkeypatch.setattr(doctor, "ROOT", tmp_path)
     secrets.generate("prod", root=tmp_path)
-    findings = doctor.diagnose(
-        prod=True, probe=FakeProbe(env={"SECRETS_DIR": str(tmp_path / "prod")})
-    )
+    probe = FakeProbe(env={"SECRETS_DIR": str(tmp_path / "prod")})
+    findings = doctor.diagnose(prod=True, probe=probe)
     env_file = only(findings, "config env file")
     assert env_file.level == "blocker"
     assert env_file.hint == "cp infra/compose/.env.prod.example infra/compose/.env.prod"
     assert doctor.blockers(findings) == [env_file]
+    # Compose would refuse without the file: the ports wait for it, the blocker says why.
+    assert probe.configs_read == []
+    ports = only(findings, "ports")
+    assert (ports.level, ports.detail) == (
+        "warn",
+        "not checked: the compose config needs infra/compose/.env.prod (see config env file)",
+    )
 
 
 def test_prod_without_secrets_is_a_blocker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,7 +302,10 @@ def test_prod_with_a_key_or_no_llm_url_is_ok(
 ) -> None:
     secret_dir = prod_config(tmp_path, monkeypatch, key="sk-test")
     probe = FakeProbe(env={"SECRETS_DIR": str(secret_dir)})
-    assert only(doctor.diagnose(prod=True, probe=probe), "config llm").level == "ok"
+    findings = doctor.diagnose(prod=True, probe=probe)
+    assert only(findings, "config llm").level == "ok"
+    assert probe.configs_read == [True]
+    assert only(findings, "port 80").detail == "0.0.0.0:80 (edge): free"
     (secret_dir / "llm_api_key").write_text("")
     offline = FakeProbe(env={"SECRETS_DIR": str(secret_dir), "LLM_BASE_URL": ""})
     llm = only(doctor.diagnose(prod=True, probe=offline), "config llm")
@@ -249,64 +326,99 @@ def test_a_port_held_by_another_process_is_a_blocker() -> None:
     assert found.level == "blocker"
     assert str(port) in found.detail
     assert doctor.blockers(findings) == [found]
+    assert not [f for f in findings if f.check == "port 8080"]  # `ports=` replaces the model's
 
 
 def test_a_port_held_by_this_stack_is_fine_by_another_container_not() -> None:
-    ours = FakeProbe(published={8080: Holder("coach-nginx-1", "coach", "nginx")})
+    ours = FakeProbe(published={8080: Holder("coach-edge-1", "coach", "edge")})
     found = only(doctor.diagnose(probe=ours), "port 8080")
-    assert (found.level, found.detail) == ("ok", "127.0.0.1:8080 (nginx): in use by this stack")
+    assert (found.level, found.detail) == ("ok", "127.0.0.1:8080 (edge): in use by this stack")
     theirs = FakeProbe(published={8080: Holder("web", "other", "web")})
     found = only(doctor.diagnose(probe=theirs), "port 8080")
     assert found.level == "blocker"
-    assert "HTTP_PORT" in found.hint
-
-
-def test_port_variables_move_the_checked_port() -> None:
-    probe = FakeProbe(env={"HTTP_PORT": "18080", "HTTP_BIND": "192.0.2.1"})
-    found = only(doctor.diagnose(probe=probe), "port 18080")
-    assert found.detail.startswith("192.0.2.1:18080 (nginx)")
-
-
-def test_the_port_tables_follow_the_compose_files() -> None:
-    dev = "".join(
-        (COMPOSE_DIR / name).read_text()
-        for name in ("docker-compose.yml", "docker-compose.override.yml")
+    assert found.hint == (
+        "stop it, or move the port (HTTP_PORT and the other port variables in docs/deployment.md)"
     )
-    prod = (COMPOSE_DIR / "docker-compose.prod.yml").read_text()
-    for text, published in ((dev, doctor.DEV_PORTS), (prod, doctor.PROD_PORTS)):
-        for _, bind_var, address, port_var, port in published:
-            assert f"${{{port_var}:-{port}}}" in text
-            bind = f"${{{bind_var}:-{address}}}" if bind_var else f"{address}:${{{port_var}"
-            assert bind in text
 
 
-def test_doctor_on_this_machine() -> None:
-    if not engine_answers():
-        pytest.skip("no Docker engine answers here")
-    findings = doctor.diagnose()
-    assert findings
-    assert all(f.level in {"ok", "warn", "blocker"} for f in findings)
-    assert only(findings, "engine").level == "ok"
-    assert doctor.render(findings)
+def test_the_checked_ports_are_the_ones_the_model_publishes() -> None:
+    config = {
+        "services": {
+            "edge": service("edge", ports_entry(18080, "192.0.2.1"), ports_entry(443, None)),
+            "dns": service("edge", ports_entry(53, protocol="udp")),  # the checks bind TCP
+            "ephemeral": service("data", {"target": 7000, "protocol": "tcp"}),
+            "ranged": service("data", ports_entry(9000) | {"published": "9000-9001"}),
+        }
+    }
+    assert doctor.published_ports(config) == [
+        Publish("edge", doctor.ANY_ADDRESS, 443),
+        Publish("ranged", "127.0.0.1", 9000),
+        Publish("ranged", "127.0.0.1", 9001),
+        Publish("edge", "192.0.2.1", 18080),
+    ]
+    findings = doctor.diagnose(probe=FakeProbe(config=config))
+    assert only(findings, "port 18080").detail == "192.0.2.1:18080 (edge): free"
+    assert only(findings, "port 443").detail.startswith("0.0.0.0:443 (edge)")
+    assert [f.check for f in findings if f.check.startswith("port")] == [
+        "port 443",
+        "port 9000",
+        "port 9001",
+        "port 18080",
+    ]
 
 
-def test_invoke_doctor_exits_1_on_a_faked_low_disk() -> None:
-    invoke = Path(sys.executable).parent / "invoke"
-    listing = subprocess.run(
-        [invoke, "--list"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=120
-    ).stdout
-    if "doctor" not in {line.split()[0] for line in listing.splitlines() if line.strip()}:
-        pytest.skip("invoke doctor task not wired yet")
-    done = subprocess.run(
-        [invoke, "doctor"],
-        cwd=ROOT,
-        env={**os.environ, "COACH_DOCTOR_FAKE_FREE_DISK_BYTES": "1000000000"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            CommandError(["docker", "compose", "config"], 1, "noise\nfailed to read .env.prod"),
+            "failed to read .env.prod",
+        ),
+        (CommandError(["docker"], 127, "docker: command not found"), "docker: command not found"),
+        (OpsError("no compose here"), "no compose here"),
+    ],
+)
+def test_an_unreadable_config_leaves_the_ports_unchecked(error: OpsError, reason: str) -> None:
+    findings = doctor.diagnose(probe=FakeProbe(config=error))
+    ports = only(findings, "ports")
+    assert (ports.level, ports.detail) == (
+        "warn",
+        f"not checked: the compose config could not be read ({reason})",
     )
-    output = done.stdout + done.stderr
-    assert done.returncode == 1, output
-    assert "blocker" in output
-    assert "Traceback" not in output
+    assert not [f for f in findings if f.check.startswith("port ")]
+    assert doctor.blockers(findings) == []
+
+
+def test_fallbacks_are_said_from_the_labels() -> None:
+    gone = frozenset({"QDRANT_IMAGE", "MINIO_IMAGE", "JAEGER_IMAGE"})
+    findings = doctor.diagnose(probe=FakeProbe(unavailable=gone))
+    details = {f.check: f.detail.partition("failing that, ")[2] for f in findings}
+    assert details["image qdrant"] == "vectors left out: the app keeps vectors in Qdrant local mode"
+    assert details["image minio"] == (
+        "objects, objects-init left out: the app keeps objects in a local object directory"
+    )
+    assert details["image jaeger"] == "traces left out of its profile"
+    assert {f.hint for f in findings if f.check.startswith("image")} == {""}
+
+
+def test_in_prod_a_local_stores_fallback_hints_at_getting_the_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_dir = prod_config(tmp_path, monkeypatch, key="sk-test")
+    gone = frozenset({"QDRANT_IMAGE", "JAEGER_IMAGE"})
+    probe = FakeProbe(env={"SECRETS_DIR": str(secret_dir)}, unavailable=gone)
+    findings = doctor.diagnose(prod=True, probe=probe)
+    assert "let this host pull it, or images.load it" in only(findings, "image qdrant").hint
+    assert only(findings, "image jaeger").hint == ""  # optional: production lacks only it
+
+
+def test_labels_up_would_refuse_are_a_blocker() -> None:
+    config = {"services": {**DEV_CONFIG["services"], "newcomer": {"labels": {}}}}
+    findings = doctor.diagnose(probe=FakeProbe(config=config))
+    labels = only(findings, "config labels")
+    assert labels.level == "blocker"
+    assert "newcomer (no coach.role)" in labels.detail
+
+
+def test_every_local_store_of_the_fallback_has_the_doctors_words() -> None:
+    assert doctor.LOCAL_STORE_WORDS.keys() == fallback.LOCAL_STORES.keys()

@@ -126,6 +126,10 @@ def test_the_command_line_cleans_and_reports(
     assert logclean_script.main([*argv, "--dry-run"]) == 0
     assert "would free 60.0 kB in 3 files" in capsys.readouterr().out
     assert len(logfiles.rotated(logs)) == 5
+    assert logclean_script.main(argv) == 1, "no terminal and no --yes: refused"
+    assert "pass --yes" in capsys.readouterr().err
+    assert len(logfiles.rotated(logs)) == 5
+    argv.append("--yes")
     assert logclean_script.main(argv) == 0
     assert "freed 60.0 kB in 3 files" in capsys.readouterr().out
     assert [f.path.name for f in logfiles.rotated(logs)] == ["app.log.2", "app.log.1"]

@@ -3,6 +3,7 @@ metrics by route template, spans exported over OTLP to a receiver in this proces
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -20,13 +21,14 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from coach import log, metrics, multiprocess, tracing
-from coach.llm import LLMError
+from coach.llm import LLMError, Message, OpenAIChat
 from coach.settings import Settings, get_settings
-from tests.support.otlp import OtlpReceiver, otlp_receiver
+from tests.support.fake_llm import API_KEY, FakeLLMServer
+from tests.support.otlp import OtlpReceiver, chat_span, otlp_receiver
 from tests.support.processes import (
     ROOT,
     Proc,
@@ -110,8 +112,8 @@ def test_an_unhandled_error_answers_with_both_ids_and_is_counted(embedded_env: P
     assert response.headers["x-trace-id"] == CALLER_TRACE == response.json()["trace_id"]
     assert response.headers["x-request-id"] == response.json()["request_id"]
     counted = {"method": "GET", "route": "/boom", "status": "500"}
-    assert value(after, "http_requests_total", **counted) == (
-        value(before, "http_requests_total", **counted) + 1
+    assert value(after, "coach_http_requests_total", **counted) == (
+        value(before, "coach_http_requests_total", **counted) + 1
     )
 
 
@@ -127,21 +129,22 @@ def test_metrics_after_an_upload_and_an_ask(client: TestClient) -> None:
     def grew(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert grew("http_requests_total", method="POST", route="/api/v1/snippets", status="202") == 1
-    assert grew("http_requests_total", method="POST", route="/api/v1/coach/ask", status="200") == 1
-    assert grew("http_request_duration_seconds_count", method="POST", route="/api/v1/snippets") == 1
-    assert grew("llm_requests_total", model="extractive-v1", status="ok") == 1
-    assert grew("llm_request_duration_seconds_count", model="extractive-v1") == 1
-    assert grew("llm_tokens_total", model="extractive-v1", kind="prompt") > 0
-    assert grew("llm_tokens_total", model="extractive-v1", kind="completion") > 0
+    post = {"method": "POST"}
+    assert grew("coach_http_requests_total", **post, route="/api/v1/snippets", status="202") == 1
+    assert grew("coach_http_requests_total", **post, route="/api/v1/coach/ask", status="200") == 1
+    assert grew("coach_http_request_duration_seconds_count", **post, route="/api/v1/snippets") == 1
+    assert grew("coach_llm_requests_total", model="extractive-v1", status="ok") == 1
+    assert grew("coach_llm_request_duration_seconds_count", model="extractive-v1") == 1
+    assert grew("coach_llm_tokens_total", model="extractive-v1", kind="prompt") > 0
+    assert grew("coach_llm_tokens_total", model="extractive-v1", kind="completion") > 0
     for step in ("retrieve", "prompt", "generate"):
         assert grew("coach_agent_step_duration_seconds_count", step=step) == 1, step
-    assert grew("snippets_ingested_total") == 1
+    assert grew("coach_snippets_ingested_total") == 1
     # Embedded mode runs the indexing task eagerly, in this process: its metrics are here too.
-    assert grew("snippets_indexed_total") == 1
-    assert grew("celery_tasks_total", task="coach.index_snippet", state="started") == 1
-    assert grew("celery_tasks_total", task="coach.index_snippet", state="succeeded") == 1
-    assert grew("celery_task_duration_seconds_count", task="coach.index_snippet") == 1
+    assert grew("coach_snippets_indexed_total") == 1
+    assert grew("coach_celery_tasks_total", task="coach.index_snippet", state="started") == 1
+    assert grew("coach_celery_tasks_total", task="coach.index_snippet", state="succeeded") == 1
+    assert grew("coach_celery_task_duration_seconds_count", task="coach.index_snippet") == 1
     settings = get_settings()
     build = {"version": settings.version, "revision": "unknown", "service": "coach-backend"}
     assert value(after, "coach_build_info", **build) == 1
@@ -159,8 +162,8 @@ def test_routes_are_labelled_by_template_and_unmatched_paths_share_one_label(
     after = scrape(client)
 
     def grew(**labels: str) -> float:
-        return value(after, "http_requests_total", **labels) - value(
-            before, "http_requests_total", **labels
+        return value(after, "coach_http_requests_total", **labels) - value(
+            before, "coach_http_requests_total", **labels
         )
 
     assert grew(method="GET", route="<unmatched>", status="404") == 3
@@ -175,7 +178,7 @@ def test_llm_failures_are_counted_and_health_sets_llm_up(
 ) -> None:
     upload(client)
     assert client.get("/health").json()["checks"]["llm"]["status"] == "ok"
-    assert value(scrape(client), "llm_up") == 1
+    assert value(scrape(client), "coach_llm_up") == 1
 
     async def failing(*_: Any, **__: Any) -> Any:
         raise LLMError("provider down")
@@ -188,8 +191,8 @@ def test_llm_failures_are_counted_and_health_sets_llm_up(
     assert refused.json()["detail"] == "the LLM API is unavailable: provider down"
     after = scrape(client)
     labels = {"model": "extractive-v1", "status": "error"}
-    assert value(after, "llm_requests_total", **labels) == (
-        value(before, "llm_requests_total", **labels) + 1
+    assert value(after, "coach_llm_requests_total", **labels) == (
+        value(before, "coach_llm_requests_total", **labels) + 1
     )
 
 
@@ -205,12 +208,12 @@ def test_observability_off_keeps_trace_ids_and_records_no_http_metrics(
         live = [client.get("/health/live", headers={"traceparent": TRACEPARENT}) for _ in range(3)]
         after = scrape(client)
     assert {r.headers["x-trace-id"] for r in live} == {CALLER_TRACE}
-    assert [k for k in after if k[0] == "http_requests_total"] == [
-        k for k in before if k[0] == "http_requests_total"
+    assert [k for k in after if k[0] == "coach_http_requests_total"] == [
+        k for k in before if k[0] == "coach_http_requests_total"
     ]
     labels = {"method": "GET", "route": "/health/live", "status": "200"}
-    assert value(after, "http_requests_total", **labels) == value(
-        before, "http_requests_total", **labels
+    assert value(after, "coach_http_requests_total", **labels) == value(
+        before, "coach_http_requests_total", **labels
     )
 
 
@@ -240,10 +243,10 @@ def test_multiprocess_mode_sums_the_processes(tmp_path: Path) -> None:
     python(start + record.format(n=2, up=0), **env)
     python(record.format(n=3, up=1), **env)  # another process of the group
     text = python(scrape_, **env)
-    assert "snippets_indexed_total 5.0" in text
-    assert "llm_up 1.0" in text  # the most recent value, not a sum
+    assert "coach_snippets_indexed_total 5.0" in text
+    assert "coach_llm_up 1.0" in text  # the most recent value, not a sum
     python(start + record.format(n=1, up=1), **env)  # a restart: the earlier run's files go
-    assert "snippets_indexed_total 1.0" in python(scrape_, **env)
+    assert "coach_snippets_indexed_total 1.0" in python(scrape_, **env)
 
 
 def test_gunicorn_workers_share_one_metrics_endpoint_and_log_json(
@@ -284,7 +287,7 @@ def test_gunicorn_workers_share_one_metrics_endpoint_and_log_json(
             scrapes = [http.get("/metrics").text for _ in range(4)]
     finally:
         server.stop()
-    series = 'http_requests_total{method="GET",route="/api/v1/snippets",status="200"} 20.0'
+    series = 'coach_http_requests_total{method="GET",route="/api/v1/snippets",status="200"} 20.0'
     assert all(series in text for text in scrapes), "every scrape sums both workers"
     assert len(list((tmp_path / "prometheus").glob("counter_*.db"))) >= 2
     lines = json_lines(server.log.read_text())
@@ -340,7 +343,7 @@ def test_queue_length_is_read_from_redis_at_scrape_time() -> None:
     client = FakeRedis()
     collector = QueueLengthCollector(client, ["coach"])  # type: ignore[arg-type]
     [family] = list(collector.collect())
-    assert family.name == "celery_queue_length"
+    assert family.name == "coach_celery_queue_messages"
     assert [(s.labels, s.value) for s in family.samples] == [({"queue": "coach"}, 7.0)]
     client.length = RedisConnectionError("down")
     [family] = list(collector.collect())
@@ -352,7 +355,7 @@ def test_task_outcomes_map_to_state_labels() -> None:
     from worker.tasks import cleanup  # noqa: PLC0415
 
     def count(state: str) -> float:
-        sample = f'celery_tasks_total{{state="{state}",task="coach.cleanup"}}'
+        sample = f'coach_celery_tasks_total{{state="{state}",task="coach.cleanup"}}'
         return float(dict(_flat_samples()).get(sample, 0.0))
 
     before = {state: count(state) for state in ("started", "succeeded", "failed", "retried")}
@@ -514,6 +517,90 @@ def test_logging_settings_are_validated() -> None:
 # Traces, exported over OTLP/HTTP
 
 
+def test_an_llm_api_call_is_a_genai_client_span_with_its_histograms(
+    embedded_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OpenTelemetry GenAI conventions: span `chat {model}`, gen_ai.* and server.*
+    attributes, error.type on failure, and gen_ai.client.* histograms with the same."""
+    messages = [Message("system", "Be brief."), Message("user", "What is a closure, exactly?")]
+    llm = FakeLLMServer(free_port()).start()
+    settings = Settings(
+        llm_base_url=llm.base_url,
+        llm_api_key=SecretStr(API_KEY),
+        llm_model="fake-coach-1",
+        llm_provider_name="groq",  # an OpenAI-compatible provider of another name
+        llm_max_retries=0,
+    )
+    nowhere = settings.model_copy(update={"llm_base_url": f"http://127.0.0.1:{free_port()}/v1"})
+    try:
+        with otlp_receiver() as receiver:
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+            tracing.configure(settings)
+            try:
+                completion = asyncio.run(OpenAIChat(settings).generate(messages, context=[]))
+                llm.control.down = True
+                with pytest.raises(LLMError):
+                    asyncio.run(OpenAIChat(settings).generate(messages, context=[]))
+                with pytest.raises(LLMError):
+                    asyncio.run(OpenAIChat(nowhere).generate(messages, context=[]))
+                assert tracing.force_flush()
+            finally:
+                monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+                tracing.configure(get_settings())
+    finally:
+        llm.stop()
+
+    call = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "groq",
+        "gen_ai.request.model": "fake-coach-1",
+        "server.address": "127.0.0.1",
+    }
+    spans = [s for s in receiver.spans() if s.name == chat_span("fake-coach-1")]
+    assert [(s.kind, s.status, s.attributes.get("error.type")) for s in spans] == [
+        ("client", "unset", None),
+        ("client", "error", "503"),
+        ("client", "error", "httpx.ConnectError"),
+    ]
+    ok = spans[0].attributes
+    assert ok == call | {
+        "server.port": llm.port,
+        "gen_ai.request.temperature": 0.2,
+        "gen_ai.response.model": "fake-coach-1",
+        "gen_ai.response.id": "chatcmpl-fake",
+        "gen_ai.response.finish_reasons": ["stop"],
+        "gen_ai.usage.input_tokens": completion.prompt_tokens,
+        "gen_ai.usage.output_tokens": completion.completion_tokens,
+    }, "and nothing else: no prompt or answer text"
+
+    tokens = {
+        p.attributes["gen_ai.token.type"]: p for p in receiver.points("gen_ai.client.token.usage")
+    }
+    assert {kind: (p.sum, p.count) for kind, p in tokens.items()} == {
+        "input": (completion.prompt_tokens, 1),
+        "output": (completion.completion_tokens, 1),
+    }, "failed calls count no tokens"
+    assert tokens["input"].attributes == call | {
+        "server.port": llm.port,
+        "gen_ai.response.model": "fake-coach-1",
+        "gen_ai.token.type": "input",
+    }
+    assert tokens["input"].bounds == tracing.TOKEN_BUCKETS
+    durations = {
+        p.attributes.get("error.type"): p
+        for p in receiver.points("gen_ai.client.operation.duration")
+    }
+    assert {error: p.count for error, p in durations.items()} == {
+        None: 1,
+        "503": 1,
+        "httpx.ConnectError": 1,
+    }
+    assert durations[None].attributes["gen_ai.response.model"] == "fake-coach-1"
+    assert "gen_ai.response.model" not in durations["503"].attributes
+    assert durations["503"].unit == "s" and durations["503"].bounds == tracing.DURATION_BUCKETS
+    assert {p.service for p in receiver.points()} == {settings.service_name}
+
+
 @pytest.fixture
 def traced(
     embedded_env: Path, monkeypatch: pytest.MonkeyPatch
@@ -559,11 +646,14 @@ def test_spans_reach_an_otlp_receiver_as_one_trace_per_request(
     for step in ("coach.retrieve", "coach.prompt", "coach.generate"):
         assert ask[step].parent_id == run_span.span_id, step
     generate = ask["coach.generate"].attributes
-    assert generate["gen_ai.operation.name"] == "chat"
-    assert generate["gen_ai.system"] == "extractive"
-    assert generate["gen_ai.request.model"] == generate["gen_ai.response.model"] == "extractive-v1"
-    assert generate["gen_ai.usage.input_tokens"] > 0
-    assert generate["gen_ai.usage.output_tokens"] == asked.json()["usage"]["completion_tokens"]
+    assert generate["coach.llm.provider"] == "extractive"
+    assert generate["coach.llm.model"] == generate["coach.llm.response_model"] == "extractive-v1"
+    # The offline answerer is no model and calls nothing: no GenAI span, attribute or metric.
+    assert not [s.name for s in ask.values() if s.name.startswith("chat ")]
+    assert not [
+        s.name for s in receiver.spans() if any(k.startswith("gen_ai.") for k in s.attributes)
+    ]
+    assert not [p.metric for p in receiver.points() if p.metric.startswith("gen_ai.")]
     retrieve = ask["coach.retrieve"].attributes
     assert retrieve["coach.retrieve.top_k"] == 3 and retrieve["coach.retrieve.hits"] == 1
     assert any(

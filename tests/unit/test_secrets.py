@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import stat
 from pathlib import Path
 
+import yaml
+
+from ops.paths import COMPOSE_DIR
 from ops.stack import secrets
 
 
@@ -42,3 +48,32 @@ def test_derived_secrets_follow_the_secret_they_restate(tmp_path: Path) -> None:
     assert exporter == {"redis://redis:6379": "rotated-by-hand"}
     key = (directory / "qdrant_api_key").read_text()
     assert (directory / "qdrant_config.yaml").read_text() == f"service:\n  api_key: {key}\n"
+
+
+def test_minio_metrics_token_is_the_jwt_mc_would_generate(tmp_path: Path) -> None:
+    secrets.generate("dev", root=tmp_path)
+    directory = tmp_path / "dev"
+    password = (directory / "minio_root_password").read_text()
+    token = (directory / "minio_prometheus_token").read_text().strip()
+    header, payload, signature = token.split(".")
+
+    def decode(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    assert json.loads(decode(header)) == {"alg": "HS512", "typ": "JWT"}
+    claims = json.loads(decode(payload))
+    assert claims == {"exp": 4102444800, "iss": "prometheus", "sub": "coach"}
+    expected = hmac.new(password.encode(), f"{header}.{payload}".encode(), hashlib.sha512)
+    assert hmac.compare_digest(decode(signature), expected.digest())
+    # The access key is the minio service's root user.
+    minio = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())["services"]["minio"]
+    assert minio["environment"]["MINIO_ROOT_USER"] == claims["sub"]
+
+    # Derived: it follows a rotated password, and stays put while the password does.
+    (directory / "minio_root_password").write_text("rotated-by-hand\n")
+    actions = {w.name: w.action for w in secrets.generate("dev", root=tmp_path)}
+    assert actions["minio_prometheus_token"] == "replaced"
+    rotated = (directory / "minio_prometheus_token").read_text().strip()
+    assert rotated == secrets.minio_prometheus_token("rotated-by-hand")  # MinIO trims the file
+    again = {w.name: w.action for w in secrets.generate("dev", root=tmp_path)}
+    assert again["minio_prometheus_token"] == "kept"

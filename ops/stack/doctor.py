@@ -1,5 +1,7 @@
-"""`invoke doctor`: a preflight of this host and of the configuration before `invoke up`, in the
-spirit of Sentry self-hosted's install.sh checks and `gitlab-rake gitlab:check`.
+"""`invoke doctor`: the preflight of a stack before `invoke up`, in the spirit of Sentry
+self-hosted's install.sh checks and `gitlab-rake gitlab:check`: the host's facts (CPU, memory,
+engine, disk, ports, through ops.host), the images, and the configuration (the compose model,
+its env files and secrets). It lives in the stack room because it reads all three.
 
 Every check gives a Finding: ok; warn (it works, but expect trouble, or `invoke up` fixes it);
 blocker (`invoke up` would fail, or the stack would start and not serve). Facts come from a
@@ -18,17 +20,17 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ops.console import human_size, table
-from ops.errors import OpsError
+from ops.errors import CommandError, OpsError
 from ops.host.packages import can_apt_install
 from ops.images.bake import BY_IMAGE_VAR
 from ops.images.resolve import Resolved, present, resolve
 from ops.paths import COMPOSE_DIR, IMAGES_FILE, ROOT
 from ops.proc import run
 from ops.settings import OpsSettings, get_settings
-from ops.stack import secrets
+from ops.stack import roles, secrets
 from ops.stack.project import Env, Project
 
 Level = Literal["ok", "warn", "blocker"]
@@ -54,27 +56,15 @@ TESTED_ENGINE = (20, 10)
 TESTED_COMPOSE = (2, 40)
 DEFAULT_DATA_ROOT = Path("/var/lib/docker")
 
-# Images whose absence `invoke up` survives by leaving services out (ops/stack/fallback.py).
-FALLBACKS = {
-    "QDRANT_IMAGE": "qdrant left out: the app keeps vectors in Qdrant local mode",
-    "MINIO_IMAGE": "minio left out: the app keeps objects in a local directory",
-    "GRAFANA_IMAGE": "grafana left out of the observability profile",
-    "JAEGER_IMAGE": "jaeger left out of the observability profile",
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - compose's default host_ip: every address
+# What the app keeps where a local-stores fallback leaves a store's service out: the local
+# equivalents of ops/stack/fallback.py's LOCAL_STORES (a unit test keeps the keys in step).
+LOCAL_STORE_WORDS: dict[roles.Store, str] = {
+    "vectors": "Qdrant local mode",
+    "objects": "a local object directory",
 }
-# What `invoke up` publishes on the host unless a profile adds more, with the variable that
-# moves each port (infra/compose/docker-compose.yml, .override.yml and .prod.yml).
-DEV_PORTS: tuple[tuple[str, str, str, str, int], ...] = (
-    # service, bind variable, default address, port variable, default port
-    ("nginx", "HTTP_BIND", "127.0.0.1", "HTTP_PORT", 8080),
-    ("postgres", "", "127.0.0.1", "DEV_POSTGRES_PORT", 5432),
-    ("redis", "", "127.0.0.1", "DEV_REDIS_PORT", 6379),
-    ("qdrant", "", "127.0.0.1", "DEV_QDRANT_PORT", 6333),
-    ("minio", "", "127.0.0.1", "DEV_MINIO_PORT", 9000),
-    ("minio", "", "127.0.0.1", "DEV_MINIO_CONSOLE_PORT", 9001),
-)
-PROD_PORTS: tuple[tuple[str, str, str, str, int], ...] = (
-    ("nginx", "HTTP_BIND", "0.0.0.0", "HTTP_PORT", 80),  # noqa: S104 - production serves all
-)
+# Compose has already interpolated the ports: which variable moves one is documented, not known.
+MOVE_PORT = "move the port (HTTP_PORT and the other port variables in docs/deployment.md)"
 
 
 @dataclass(frozen=True)
@@ -104,16 +94,16 @@ class Holder:
 
 @dataclass(frozen=True)
 class Publish:
-    """A host port the stack binds, and the variable that moves it ("" for a bare port)."""
+    """A TCP host port the stack binds ("" service: one asked for by `diagnose(ports=...)`)."""
 
     service: str
     address: str
     port: int
-    variable: str = ""
 
 
 class Probe:
-    """Facts about this host, each gathered when asked. Tests subclass it to fake any of them."""
+    """Facts about this host and its compose model, each gathered when asked. Tests subclass
+    it to fake any of them."""
 
     def __init__(self, settings: OpsSettings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -201,7 +191,8 @@ class Probe:
     def bind_error(self, address: str, port: int) -> int | None:
         """The errno of binding address:port now (None: it is free). SO_REUSEADDR, so that
         connections lingering in TIME_WAIT do not count, while a listener still does."""
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET  # host_ip "::"
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((address, port))
@@ -265,6 +256,11 @@ class Probe:
     def prod_env_file(self) -> Path:
         return Project("prod").prod_env_file()
 
+    def config(self, prod: bool) -> dict[str, Any]:
+        """The compose model `invoke up` starts (no --profile), interpolated by compose from
+        .env, .env.prod and the shell: the ports it publishes, the labels of its services."""
+        return Project("prod" if prod else "dev").config()
+
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
     """'20.10.24+dfsg1', 'v2.40.3', '2.40.3-desktop.1', '28.0' -> (major, minor, patch)."""
@@ -327,14 +323,53 @@ def diagnose(
         variables |= probe.environ()
     except OpsError as exc:  # e.g. COACH_BUILD_CA_BUNDLE naming no file
         return [*findings, Finding("config", "blocker", str(exc), exc.hint or "")]
+    # One compose model for the ports and the fallbacks, or why neither can be checked.
+    config = _read_config(probe, prod_env_file, prod=prod)
+    model = None if isinstance(config, str) else config
     if ports is not None:
-        wanted = [Publish("", "0.0.0.0", p) for p in ports]  # noqa: S104 - the strictest test
+        wanted = [Publish("", ANY_ADDRESS, p) for p in ports]  # every address: the strictest
+    elif model is not None:
+        wanted = published_ports(model)
     else:
-        wanted = _stack_ports(PROD_PORTS if prod else DEV_PORTS, variables)
+        wanted = []
+        findings.append(Finding("ports", "warn", f"not checked: {config}"))
     findings += _ports(probe, wanted, Project(env).name, engine_up=isinstance(engine, EngineInfo))
-    findings += _images(probe, engine, prod=prod)
+    findings += _images(probe, engine, prod=prod, config=model)
     findings += _config(probe, env, prod_env_file, variables)
     return findings
+
+
+def _read_config(probe: Probe, prod_env_file: Path | None, *, prod: bool) -> dict[str, Any] | str:
+    """The compose model, or why the ports and fallbacks go unchecked."""
+    if prod_env_file is not None and not prod_env_file.is_file():
+        # Compose refuses without it, and the "config env file" blocker already says so.
+        return f"the compose config needs {_shown(prod_env_file)} (see config env file)"
+    try:
+        return probe.config(prod)
+    except (OpsError, ValueError) as exc:  # no compose, a malformed env file, unreadable JSON
+        # A CommandError's text leads with the whole argv: its last stderr line is the reason.
+        reason = str(exc)
+        if isinstance(exc, CommandError) and exc.stderr.strip():
+            reason = exc.stderr.strip().splitlines()[-1]
+        return f"the compose config could not be read ({reason})"
+
+
+def published_ports(config: Mapping[str, Any]) -> list[Publish]:
+    """Every TCP host port the model's services publish, by port. UDP is left out (the checks
+    bind TCP), and so is a port without `published` (an ephemeral one cannot collide)."""
+    wanted: list[Publish] = []
+    for service, spec in (config.get("services") or {}).items():
+        for entry in (spec or {}).get("ports") or []:
+            published = str(entry.get("published") or "")
+            if not published or str(entry.get("protocol") or "tcp") != "tcp":
+                continue
+            address = str(entry.get("host_ip") or ANY_ADDRESS)
+            first, _, last = published.partition("-")  # a range, where compose kept one
+            wanted += [
+                Publish(service, address, port)
+                for port in range(int(first), int(last or first) + 1)
+            ]
+    return sorted(wanted, key=lambda p: (p.port, p.address, p.service))
 
 
 def _grade(value: float, warn: float, blocker: float | None = None) -> Level:
@@ -455,26 +490,15 @@ def _cgroup(probe: Probe, engine: EngineInfo | str) -> Finding:
     )
 
 
-def _stack_ports(
-    table_: Sequence[tuple[str, str, str, str, int]], variables: Mapping[str, str]
-) -> list[Publish]:
-    wanted: list[Publish] = []
-    for service, bind_var, address, port_var, port in table_:
-        bound = (variables.get(bind_var) if bind_var else None) or address
-        raw = variables.get(port_var) or str(port)
-        wanted.append(Publish(service, bound, int(raw) if raw.isdigit() else port, port_var))
-    return wanted
-
-
 def _ports(
     probe: Probe, wanted: Sequence[Publish], project: str, *, engine_up: bool
 ) -> list[Finding]:
-    held = probe.published() if engine_up else {}
+    held = probe.published() if engine_up and wanted else {}
     findings: list[Finding] = []
     for want in wanted:
         check = f"port {want.port}"
         where = f"{want.address}:{want.port}" + (f" ({want.service})" if want.service else "")
-        move = f", or set {want.variable} to a free port" if want.variable else ""
+        move = f", or {MOVE_PORT}" if want.service else ""
         holder = held.get(want.port)
         if holder is not None and holder.project == project:
             findings.append(Finding(check, "ok", f"{where}: in use by this stack"))
@@ -513,10 +537,40 @@ def _ports(
     return findings
 
 
-def _images(probe: Probe, engine: EngineInfo | str, *, prod: bool) -> list[Finding]:
+def _left_out(config: Mapping[str, Any] | None) -> dict[str, tuple[str, roles.FallbackKind]]:
+    """{image variable: (what `invoke up` leaves out without it, kind)}, from the labels."""
+    texts: dict[str, tuple[str, roles.FallbackKind]] = {}
+    for var, (services, kind) in roles.fallbacks(config or {}).items():
+        names = ", ".join(services)
+        if kind == "optional":
+            texts[var] = (
+                f"{names} left out of {'its' if len(services) == 1 else 'their'} profile",
+                kind,
+            )
+            continue
+        stores = [s for s in (roles.store_of(config or {}, name) for name in services) if s]
+        unmatched = [s for s in stores if s not in LOCAL_STORE_WORDS]
+        if unmatched or not stores:
+            # ops/stack/fallback.py refuses to leave these out: the app has no local equivalent.
+            what = ", ".join(unmatched) if unmatched else f"no {roles.STORE} label"
+            texts[var] = (f"`invoke up` fails: no local equivalent of {names} ({what})", kind)
+            continue
+        keeps = " and ".join(f"{store} in {LOCAL_STORE_WORDS[store]}" for store in stores)
+        texts[var] = (f"{names} left out: the app keeps {keeps}", kind)
+    return texts
+
+
+def _images(
+    probe: Probe, engine: EngineInfo | str, *, prod: bool, config: Mapping[str, Any] | None
+) -> list[Finding]:
     if isinstance(engine, str):
         return [Finding("images", "warn", "not checked: no engine answers")]
     findings: list[Finding] = []
+    try:
+        left_out = _left_out(config)
+    except OpsError as exc:  # labels `invoke up` refuses too (ops/stack/roles.py)
+        findings.append(Finding("config labels", "blocker", str(exc), exc.hint or ""))
+        left_out = {}
     no_pulls = probe.settings.pull == "never"
     try:
         images = probe.images()
@@ -534,10 +588,10 @@ def _images(probe: Probe, engine: EngineInfo | str, *, prod: bool) -> list[Findi
             findings.append(Finding(check, "warn", f"{image.ref}: unavailable ({how})"))
         else:
             how = "COACH_PULL=never and no Debian stand-in" if no_pulls else "pull on up"
-            fallback = FALLBACKS.get(image.var, "")
+            fallback, kind = left_out.get(image.var, ("", None))
             consequence = f"; failing that, {fallback}" if fallback else ""
             hint = ""
-            if prod and image.var in {"QDRANT_IMAGE", "MINIO_IMAGE"}:
+            if prod and kind == "local-stores":
                 hint = "production would run without it: let this host pull it, or images.load it"
             detail = f"{image.ref}: unavailable ({how}){consequence}"
             findings.append(Finding(check, "warn", detail, hint))
@@ -603,7 +657,8 @@ def _llm(
             "config llm",
             "blocker",
             f"{_shown(key_file)} is missing: compose cannot mount the llm_api_key secret",
-            f"invoke secrets.generate --env {env} (creates only the missing files)",
+            f"`invoke secrets.generate{' --prod' if env == 'prod' else ''}` "
+            "(creates only the missing files)",
         )
     if key_file.is_file() and key_file.read_text().strip():
         return Finding("config llm", "ok", f"{base_url}, key set")
@@ -613,7 +668,8 @@ def _llm(
     if secret_dir.is_dir():
         fix = f"write the key into {_shown(key_file)}"
     else:
-        fix = f"`invoke secrets.generate --env {env} --llm-api-key KEY`"
+        flag = " --prod" if env == "prod" else ""
+        fix = f"`invoke secrets.generate{flag} --llm-api-key-file -` (the key on stdin)"
     return Finding(
         "config llm",
         "warn",
