@@ -479,3 +479,48 @@ def problems() -> list[str]:
         if (problem := link_problem(link.doc, link.text))
     ]
     return found
+
+
+# --- translations --------------------------------------------------------------------------
+
+ZH_CN = DOCS / "zh-CN"
+
+
+def headings(doc: Path) -> list[tuple[int, str, set[str]]]:
+    """(level, GitHub anchor, explicit <a id> anchors) of every ATX heading, in order."""
+    found = []
+    for _, text, fence in _lines(doc):
+        if fence is None and (atx := _ATX.match(text)):
+            found.append((len(atx.group(1)), slug(atx.group(2)), set(_HTML_ANCHOR.findall(text))))
+    return found
+
+
+def english_docs() -> list[Path]:
+    return sorted(DOCS.glob("*.md"))
+
+
+def twin_problems(english: Path, twin: Path | None = None) -> list[str]:
+    """What the zh-CN twin of an English doc lacks: the file, or a section. Each English
+    heading needs a twin heading of the same level carrying `<a id="its-english-anchor">`, in
+    the same order (a link or an alert's runbook anchor lands on the same section in both);
+    the twin may have sections of its own (e.g. for mainland China)."""
+    twin = twin or ZH_CN / english.name
+    if not twin.is_file():
+        return [f"{twin.name}: missing (the zh-CN twin of {english.name})"]
+    theirs = headings(twin)
+    problems, position = [], 0
+    for level, anchor, _ in headings(english):
+        match = next(
+            (i for i in range(position, len(theirs)) if anchor in theirs[i][2]),
+            None,
+        )
+        if match is None:
+            problems.append(
+                f'{twin.name}: no heading with <a id="{anchor}"> after the previous section\'s '
+                f"(twin of {english.name}'s '{anchor}')"
+            )
+            continue
+        if theirs[match][0] != level:
+            problems.append(f"{twin.name}: '{anchor}' is level {theirs[match][0]}, not {level}")
+        position = match + 1
+    return problems

@@ -134,3 +134,24 @@ def test_links_resolve_to_files_and_headings(
     )
     assert docs.link_problem(doc, "nope.md") == "nope.md: no such file"
     assert "#top" in str(docs.link_problem(doc, "#top"))
+
+
+@pytest.mark.parametrize("english", docs.english_docs(), ids=lambda p: p.name)
+def test_every_english_section_has_its_zh_cn_twin(english: Path) -> None:
+    assert docs.twin_problems(english) == []
+
+
+def test_a_missing_twin_section_is_found(tmp_path: Path) -> None:
+    english = tmp_path / "guide.md"
+    english.write_text("# Guide\n\n## Backups\n\ntext\n\n## Restore\n\ntext\n")
+    twin = tmp_path / "zh.md"
+    twin.write_text('# 指南 <a id="guide"></a>\n\n## 备份 <a id="backups"></a>\n\n正文\n')
+    assert docs.twin_problems(english, twin) == [
+        'zh.md: no heading with <a id="restore"> after the previous section\'s '
+        "(twin of guide.md's 'restore')"
+    ]
+    twin.write_text(twin.read_text() + '\n### 恢复 <a id="restore"></a>\n')
+    assert docs.twin_problems(english, twin) == ["zh.md: 'restore' is level 3, not 2"]
+    assert docs.twin_problems(english, tmp_path / "none.md") == [
+        "none.md: missing (the zh-CN twin of guide.md)"
+    ]
