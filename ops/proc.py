@@ -44,6 +44,17 @@ def run(
     return done
 
 
+def ask(
+    argv: Sequence[str | Path], *, timeout: float = 30
+) -> subprocess.CompletedProcess[str] | None:
+    """A read-only question to a tool (`docker info`, `... version`): its answer whatever the
+    exit status, or None when the tool is missing or does not answer in time."""
+    try:
+        return run(argv, check=False, capture=True, quiet=True, timeout=timeout)
+    except (CommandError, subprocess.TimeoutExpired):
+        return None
+
+
 def json_listing(text: str) -> list[dict[str, Any]]:
     """A docker or compose `--format json` listing: one object per line, or (older versions,
     some subcommands) one JSON array."""

@@ -27,13 +27,11 @@ from coach.settings import Settings
 from coach.vectors import VectorStore
 from ops.console import Reporter, human_size, table
 from ops.data import postgres, qdrant
-from ops.data.backup import DEFAULT_ROOT, backup
+from ops.data.backup import DEFAULT_ROOT, PARALLEL_OBJECTS, backup
 from ops.data.manifest import DUMP, TABLES, Manifest, verify
 from ops.data.reindex import reindex
 from ops.data.target import Target
 from ops.errors import OpsError
-
-PARALLEL_OBJECTS = 8
 
 
 class RestoreRefused(OpsError):

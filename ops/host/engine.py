@@ -21,7 +21,7 @@ from ops.console import say
 from ops.errors import HostError
 from ops.host.packages import apt_install
 from ops.paths import STATE_DIR
-from ops.proc import run
+from ops.proc import ask
 from ops.settings import get_settings
 
 PIDFILE = STATE_DIR / "dockerd.pid"
@@ -44,25 +44,18 @@ class EngineReport:
 
 
 def engine_answers() -> bool:
-    done = run(
-        ["docker", "info", "--format", "{{.ServerVersion}}"],
-        check=False,
-        capture=True,
-        quiet=True,
-        timeout=30,
-    )
-    return done.returncode == 0 and bool(done.stdout.strip())
+    done = ask(["docker", "info", "--format", "{{.ServerVersion}}"])
+    return done is not None and done.returncode == 0 and bool(done.stdout.strip())
+
+
+def compose_version() -> str | None:
+    """Compose v2's version (`2.40.3`), or None where `docker compose` does not answer."""
+    done = ask(["docker", "compose", "version", "--short"])
+    return (done.stdout.strip() or None) if done is not None and done.returncode == 0 else None
 
 
 def compose_answers() -> bool:
-    done = run(
-        ["docker", "compose", "version", "--short"],
-        check=False,
-        capture=True,
-        quiet=True,
-        timeout=30,
-    )
-    return done.returncode == 0
+    return compose_version() is not None
 
 
 def ensure() -> EngineReport:

@@ -24,11 +24,12 @@ from typing import Any, Literal
 
 from ops.console import human_size, table
 from ops.errors import CommandError, OpsError
+from ops.host import engine
 from ops.host.packages import can_apt_install
 from ops.images.bake import BY_IMAGE_VAR
 from ops.images.resolve import Resolved, present, resolve
 from ops.paths import COMPOSE_DIR, IMAGES_FILE, ROOT
-from ops.proc import run
+from ops.proc import ask, run
 from ops.settings import OpsSettings, get_settings
 from ops.stack import roles, secrets
 from ops.stack.project import Env, Project
@@ -131,16 +132,9 @@ class Probe:
 
     def engine(self) -> EngineInfo | str:
         """The engine's facts, or why none answers."""
-        try:
-            done = run(
-                ["docker", "info", "--format", "{{json .}}"],
-                capture=True,
-                quiet=True,
-                check=False,
-                timeout=30,
-            )
-        except (OpsError, subprocess.TimeoutExpired) as exc:  # no docker CLI, or a hung dockerd
-            return str(exc)
+        done = ask(["docker", "info", "--format", "{{json .}}"])
+        if done is None:
+            return "the docker CLI is missing or the engine does not answer"
         try:
             info = json.loads(done.stdout or "{}")
         except json.JSONDecodeError:
@@ -157,17 +151,7 @@ class Probe:
         )
 
     def compose_version(self) -> str | None:
-        try:
-            done = run(
-                ["docker", "compose", "version", "--short"],
-                capture=True,
-                quiet=True,
-                check=False,
-                timeout=30,
-            )
-        except (OpsError, subprocess.TimeoutExpired):
-            return None
-        return (done.stdout.strip() or None) if done.returncode == 0 else None
+        return engine.compose_version()
 
     def host_cgroup_version(self) -> str:
         """Where no engine answers: the unified hierarchy has cgroup.controllers at its root."""
