@@ -75,7 +75,7 @@ class BakeOptions(ImagesOptions):
 
 def run_bake(options: BakeOptions, reporter: Reporter) -> None:
     names = [baking.recipe_for(v).name for v in options.image] or None
-    results = baking.bake(names, force=options.force)
+    results = baking.bake(names, force=options.force, reporter=reporter)
     rows = [
         {
             "image": r.recipe.ref,
@@ -99,7 +99,7 @@ class SaveOptions(ImagesOptions):
 
 def run_save(options: SaveOptions, reporter: Reporter) -> None:
     resolved = resolve(options.image or None, reporter=reporter)
-    refs, size = archive.save(resolved, options.output)
+    refs, size = archive.save(resolved, options.output, reporter)
     skipped = [r.var for r in resolved if not r.available]
     footer = f"saved {len(refs)} images, {megabytes(size)}, to {options.output}"
     if skipped:
@@ -116,7 +116,7 @@ class LoadOptions(JsonOption):
 
 
 def run_load(options: LoadOptions, reporter: Reporter) -> None:
-    refs = archive.load(options.input)
+    refs = archive.load(options.input, reporter)
     reporter.result("\n".join(f"loaded {ref}" for ref in refs), loaded=refs)
 
 

@@ -26,6 +26,7 @@ import structlog
 from invoke import Context, Task
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
+from pydantic import ValidationError
 
 from coach.errors import CoachError
 from coach.log import scrub
@@ -300,6 +301,12 @@ def execute(command: Command[Opts], options: Opts) -> int:
     except KeyboardInterrupt:
         reporter.error("interrupted")
         return 130
+    except ValidationError as exc:  # a setting from the environment the operator mistyped
+        reporter.error(
+            "invalid setting: " + scrub("; ".join(_setting_problem(e) for e in exc.errors())),
+            "check the COACH_* (or the app's) environment variables named above",
+        )
+        return 1
     except EXPECTED as exc:
         hint = getattr(exc, "hint", None)
         reporter.error(scrub(str(exc)) or type(exc).__name__, scrub(hint) if hint else None)
@@ -318,6 +325,11 @@ def execute(command: Command[Opts], options: Opts) -> int:
     finally:
         reporter.close()
     return 0
+
+
+def _setting_problem(error: Any) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+    return f"{where}: {error.get('msg', 'invalid')}"
 
 
 class _CurrentStderr:

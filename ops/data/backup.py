@@ -303,7 +303,7 @@ def complete_backups(root: Path) -> list[Path]:
 def created_at(path: Path) -> datetime:
     match = NAME.match(path.name)
     if match is None:
-        raise ValueError(f"{path.name} is not a backup name")
+        raise OpsError(f"{path.name} is not a backup name (YYYYMMDDTHHMMSSZ[-label])")
     return datetime.strptime(match["stamp"], STAMP).replace(tzinfo=UTC)
 
 

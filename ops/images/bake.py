@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.console import say
+from ops.console import Reporter, say
 from ops.errors import ImageError
 from ops.host import engine as docker_engine
 from ops.host.packages import apt_install
@@ -213,7 +213,9 @@ def closure(names: list[str]) -> list[Recipe]:
     return ordered
 
 
-def bake(names: list[str] | None = None, *, force: bool = False) -> list[BakeResult]:
+def bake(
+    names: list[str] | None = None, *, force: bool = False, reporter: Reporter | None = None
+) -> list[BakeResult]:
     """Build what is missing or stale among the named recipes (default: all) and their bases."""
     docker_engine.ensure()
     recipes = closure(names or list(RECIPES))
@@ -222,7 +224,22 @@ def bake(names: list[str] | None = None, *, force: bool = False) -> list[BakeRes
     for recipe in recipes:
         if recipe not in stale:
             results[recipe.name] = BakeResult(recipe, "cached", image_size(recipe.ref), 0.0)
+    reporter = reporter or Reporter()
+
+    def progress(done: int, message: str) -> None:
+        reporter.progress(
+            "bake",
+            message,
+            done=done == len(stale),
+            completed=done,
+            total=len(stale),
+            unit="images",
+        )
+
     for recipe in (r for r in stale if r.suite is not None):
+        progress(
+            len([r for r in results.values() if r.action == "built"]), f"bootstrapping {recipe.ref}"
+        )
         started = time.monotonic()
         _build_base(recipe)
         results[recipe.name] = BakeResult(
@@ -230,11 +247,14 @@ def bake(names: list[str] | None = None, *, force: bool = False) -> list[BakeRes
         )
     dockerfiles = [r for r in stale if r.suite is None]
     if dockerfiles:
+        progress(len(stale) - len(dockerfiles), f"building {len(dockerfiles)} images in parallel")
         started = time.monotonic()
         _build_dockerfiles(dockerfiles)
         per_image = (time.monotonic() - started) / len(dockerfiles)
         for recipe in dockerfiles:
             results[recipe.name] = BakeResult(recipe, "built", image_size(recipe.ref), per_image)
+    if stale:
+        progress(len(stale), f"baked {len(stale)} images")
     return [results[r.name] for r in recipes]
 
 

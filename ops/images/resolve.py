@@ -81,7 +81,7 @@ def resolve(
         failures = dict.fromkeys(missing, "pulls disabled")
     bakeable = [baking.BY_IMAGE_VAR[v].name for v in failures if v in baking.BY_IMAGE_VAR]
     if bakeable and allow_bake:
-        for result in baking.bake(bakeable):
+        for result in baking.bake(bakeable, reporter=reporter):
             if result.recipe.replaces in failures:
                 var = result.recipe.replaces
                 results[var] = Resolved(

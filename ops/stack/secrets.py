@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,18 +37,29 @@ def _token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _random(llm_api_key: str, alertmanager_webhook_url: str) -> dict[str, str]:
-    return {
+# Values an operator brings (empty until then), rather than random ones.
+BROUGHT = (
+    "llm_api_key",
+    # Alertmanager's receivers (ops/stack/alerting.py). Read at send time (webhook url_file,
+    # slack api_url_file, email auth_password_file); empty: alerts still show in Alertmanager
+    # and Grafana, and each notification attempt of a receiver turned on logs a warning.
+    "alertmanager_webhook_url",
+    "alertmanager_slack_url",
+    "alertmanager_smtp_password",
+    # WeCom's application secret: copied into the rendered config (no api_secret_file in 0.28).
+    "alertmanager_wechat_secret",
+)
+
+
+def _random(brought: Mapping[str, str]) -> dict[str, str]:
+    values = {
         "postgres_password": _token(),
         "redis_password": _token(),
         "qdrant_api_key": _token(),
         "minio_root_password": _token(),
-        "llm_api_key": llm_api_key,
         "grafana_admin_password": _token(),
-        # Read by Alertmanager at send time (webhook_configs.url_file); empty: alerts still
-        # show in Alertmanager and Grafana, and each notification attempt logs a warning.
-        "alertmanager_webhook_url": alertmanager_webhook_url,
     }
+    return values | {name: brought.get(name, "") for name in BROUGHT}
 
 
 def _derived(values: dict[str, str]) -> dict[str, str]:
@@ -92,7 +103,7 @@ def directory(env: str) -> Path:
 
 def names() -> list[str]:
     """Every secret an operator may set or rotate (the derived ones follow by themselves)."""
-    return list(_random("", ""))
+    return list(_random({}))
 
 
 def generate(
@@ -103,12 +114,13 @@ def generate(
     dry_run: bool = False,
     llm_api_key: str = "",
     alertmanager_webhook_url: str = "",
+    brought: Mapping[str, str] | None = None,
     root: Path | None = None,
 ) -> list[Written]:
     """Create every missing secret file; with force, replace them too (only those named in
     `only`, if given); with dry_run, say what would happen and write nothing. Files are 0644 in a
     0700 directory: containers read them as their own non-root users through the bind mount,
-    while other users of the host cannot reach them."""
+    while other users of the host cannot reach them. `brought`: values of BROUGHT secrets."""
     target = directory(env) if root is None else root / directory(env).name
     unknown = sorted(set(only or ()) - set(names()))
     if unknown:
@@ -116,7 +128,8 @@ def generate(
     if not dry_run:
         target.mkdir(parents=True, exist_ok=True)
         target.chmod(0o700)
-    values = _random(llm_api_key, alertmanager_webhook_url)
+    given = {"llm_api_key": llm_api_key, "alertmanager_webhook_url": alertmanager_webhook_url}
+    values = _random(given | dict(brought or {}))
     write = _planned if dry_run else _write
     written: list[Written] = []
     for name in values:

@@ -13,7 +13,7 @@ from ops.console import say
 from ops.errors import CommandError, StackError
 from ops.images.resolve import Resolved, resolve, write_env
 from ops.proc import run
-from ops.stack import roles, secrets
+from ops.stack import alerting, roles, secrets
 from ops.stack.fallback import write_fallback
 from ops.stack.project import Project
 
@@ -40,6 +40,7 @@ class Prepared:
     # The compose model without the fallback override: services, roles and builds are the
     # same with it, so the steps after prepare need not ask compose again.
     config: dict[str, Any]
+    alertmanager: secrets.Written  # its rendered config (ops/stack/alerting.py)
 
 
 def prepare(project: Project) -> tuple[list[Resolved], list[str], list[str]]:
@@ -63,13 +64,14 @@ def prepare_stack(project: Project) -> Prepared:
                 f"no production secrets in {chosen}",
                 hint="`invoke secrets.generate --prod`, or point SECRETS_DIR at yours",
             )
+    rendered = alerting.write(project)
     resolved = resolve()
     write_env(resolved)
     # The fallback is derived from the compose files alone, never from an earlier fallback.
     project.fallback_file.unlink(missing_ok=True)
     config = project.config()
     left_out, notes = write_fallback(project, resolved, config)
-    return Prepared(resolved, left_out, notes, config)
+    return Prepared(resolved, left_out, notes, config, rendered)
 
 
 def build(project: Project, config: dict[str, Any] | None = None) -> None:
@@ -106,6 +108,11 @@ def up(project: Project, *, build: bool = True, wait_timeout: int = 300) -> UpRe
             "--remove-orphans",
             *wanted,
         )
+    if prepared.alertmanager.action == "replaced":
+        # A container that compose left running still has the old config loaded: SIGHUP
+        # reloads it (the file is rewritten in place, so its secret mount shows the new one).
+        for service in (s for s in alerting.readers(config) if s in wanted):
+            project.run("kill", "-s", "SIGHUP", service, check=False, quiet=True)
     result.seconds = time.monotonic() - started
     result.failed = unhealthy(project, wanted, config)
     return result

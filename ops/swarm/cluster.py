@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.console import say
-from ops.errors import CommandError
+from ops.errors import CommandError, SwarmError
 from ops.paths import STATE_DIR
 from ops.proc import json_listing, run
 from ops.stack import roles
@@ -54,9 +54,9 @@ def swarm_state() -> str:
 def require_manager() -> None:
     state = swarm_state()
     if state == "worker":
-        raise ValueError("this node is a swarm worker: run swarm tasks on a manager node")
+        raise SwarmError("this node is a swarm worker: run swarm tasks on a manager node")
     if state != "active":
-        raise ValueError(
+        raise SwarmError(
             "this Docker engine is not in a swarm: `invoke swarm.init` makes it a one-node swarm "
             "(or `docker swarm join` it to yours)"
         )
@@ -115,7 +115,7 @@ def check_placement(spec: dict[str, Any]) -> None:
     if missing:
         lines = [f"  {label}: needed by {', '.join(s)}" for label, s in sorted(missing.items())]
         first = next(iter(sorted(missing)))
-        raise ValueError(
+        raise SwarmError(
             "no node carries these labels:\n" + "\n".join(lines) + "\nlabel the node(s) that "
             f"should run them, e.g. `docker node update --label-add {first} <node>` "
             "(`invoke swarm.init` labels a one-node swarm for every role)"

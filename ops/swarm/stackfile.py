@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ops.errors import SwarmError
+
 Kind = Literal["secret", "config"]
 # Keys of the compose model that `docker stack deploy` ignores or refuses. Ordering, restarts
 # and privilege options are Swarm's business there (deploy.*); the rest has no Swarm meaning.
@@ -143,7 +145,10 @@ def _service(
     if "secrets" in spec:
         missing = [s["source"] for s in spec["secrets"] if s["source"] not in secrets]
         if missing:
-            raise ValueError(f"secret file(s) missing for {', '.join(missing)}")
+            raise SwarmError(
+                f"secret file(s) missing for {', '.join(missing)}",
+                hint="`invoke secrets.generate --prod` creates the missing ones",
+            )
         out["secrets"] = [{**s, "mode": 0o444} for s in spec["secrets"]]
     if "ports" in spec:
         # Published on the node that runs the task: the routing mesh needs IPVS, which a
@@ -168,7 +173,7 @@ def _mounts(
             mounts.append({k: v for k, v in volume.items() if k != "volume" or v})
             continue
         if not volume.get("read_only"):
-            raise ValueError(
+            raise SwarmError(
                 f"bind mount {volume['source']} is writable: a Swarm service cannot write to a "
                 "host path of whatever node it lands on; use a volume"
             )

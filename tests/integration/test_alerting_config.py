@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ops.paths import INFRA
+from ops.stack import alerting
 from tests.support.containers import LABELS, image_or_skip
 
 OBS = INFRA / "observability"
@@ -134,6 +135,7 @@ def test_blackbox_config_is_valid() -> None:
 
 
 def test_alertmanager_config_is_valid() -> None:
+    """The base, which is also what the default settings render (the webhook only)."""
     out = tool(
         "ALERTMANAGER_IMAGE",
         "alertmanager",
@@ -141,4 +143,53 @@ def test_alertmanager_config_is_valid() -> None:
         "check-config",
         "/etc/alertmanager/alertmanager.yml",
     )
-    assert "SUCCESS" in out, out
+    assert "SUCCESS" in out and " - 1 templates" in out, out
+
+
+def test_alertmanager_config_with_every_receiver_is_valid(tmp_path: Path) -> None:
+    """Rendered with email, Slack, WeCom and webhook on, checked where compose mounts it: the
+    secret /run/secrets/alertmanager.yml beside templates/ at /etc/alertmanager/templates."""
+    (tmp_path / alerting.WECHAT_SECRET).write_text("wecom-secret\n")
+    settings = alerting.AlertSettings(
+        receivers=("email", "slack", "wechat", "webhook"),
+        smtp_smarthost="smtp.example.com:587",
+        smtp_from="alerts@example.com",
+        smtp_username="alerts",
+        email_to="ops@example.com",
+        slack_channel="#ops",
+        wechat_corp_id="corp",
+        wechat_agent_id="1000002",
+        wechat_to_party="2",
+    )
+    rendered = tmp_path / alerting.CONFIG_FILE
+    rendered.write_text(alerting.render(settings, tmp_path))
+    rendered.chmod(0o644)
+    out = tool(
+        "ALERTMANAGER_IMAGE",
+        "alertmanager/templates",
+        "/bin/amtool",
+        "check-config",
+        "/run/secrets/alertmanager.yml",
+        target="/etc/alertmanager/templates",
+        extra={rendered: "/run/secrets/alertmanager.yml"},
+    )
+    assert "SUCCESS" in out and " - 1 receivers" in out and " - 1 templates" in out, out
+
+
+@pytest.mark.parametrize("name", ["coach.text", "coach.wechat.message", "coach.email.html"])
+def test_notification_templates_render_runbook_and_links(name: str) -> None:
+    """amtool's example data (two alerts without annotations, a generator URL and an external
+    URL) through each receiver's body: it parses and carries the runbook and both links."""
+    out = tool(
+        "ALERTMANAGER_IMAGE",
+        "alertmanager/templates",
+        "/bin/amtool",
+        "template",
+        "render",
+        "--template.glob=/etc/alertmanager/templates/*.tmpl",
+        # A last line without a newline can get lost from the captured output.
+        f'--template.text={{{{ template "{name}" . }}}}\n',
+        target="/etc/alertmanager/templates",
+    )
+    assert out.count("Runbook: ") == 2 and "https://generatorurl.com" in out, out
+    assert "https://example.com/#/alerts?receiver=" in out, out

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ops.paths import COMPOSE_DIR
-from ops.stack import secrets
+from ops.stack import alerting, secrets
 from ops.swarm import cluster
 from ops.swarm.stackfile import StackFile, render
 
@@ -45,6 +45,7 @@ def stack_file(tmp_path_factory: pytest.TempPathFactory) -> StackFile:
             ("APP_IMAGE", APP_IMAGE),
         ),
     )
+    alerting.write(project)  # Alertmanager's config, as `swarm.deploy` renders it first
     return render(project.config(), "coach", project.services())
 
 

@@ -347,6 +347,14 @@ def settings_variables() -> frozenset[str]:
     return frozenset((info.alias or name).upper() for name, info in Settings.model_fields.items())
 
 
+@cache
+def alert_variables() -> frozenset[str]:
+    """The COACH_ALERT_* names ops/stack/alerting.py renders Alertmanager's config from."""
+    from ops.stack.alerting import PREFIX, AlertSettings  # noqa: PLC0415
+
+    return frozenset(PREFIX + name.upper() for name in AlertSettings.model_fields)
+
+
 def variable_problems(name: str) -> list[str]:
     problems: list[str] = []
     word = re.compile(rf"\b{re.escape(name)}\b")
@@ -356,8 +364,10 @@ def variable_problems(name: str) -> list[str]:
     escaped = re.escape(name)
     interpolated = re.compile(rf"\$\{{?{escaped}\b|^\s+{escaped}:|^\s+-\s+{escaped}=", re.MULTILINE)
     in_compose = any(interpolated.search(f.read_text()) for f in COMPOSE_DIR.glob("*.yml"))
-    if name not in settings_variables() and not in_compose:
-        problems.append(f"{name} is read by neither coach/settings.py nor a compose file")
+    if name not in settings_variables() | alert_variables() and not in_compose:
+        problems.append(
+            f"{name} is read by neither coach/settings.py, ops/stack/alerting.py nor a compose file"
+        )
     return problems
 
 
