@@ -46,7 +46,7 @@ RUN --mount=type=secret,id=build_ca \
         case "$mirror" in http://*) \
             host="${mirror#http://}"; host="${host##*@}"; export PIP_TRUSTED_HOST="${host%%/*}";; \
         esac; \
-        /opt/uv/bin/pip install --no-cache-dir --index-url "$mirror" \
+        PIP_INDEX_URL="$mirror" /opt/uv/bin/pip install --no-cache-dir \
             --require-hashes -r /tmp/uv.txt; \
     fi
 
@@ -54,7 +54,8 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 # `uv sync --frozen` downloads from the URLs uv.lock records, whatever index is set. With a
 # mirror: export the lock's pins and hashes, install exactly those from it, then check that the
-# result is what `uv sync` would have made.
+# result is what `uv sync` would have made. The mirror URL (it may carry a token) reaches the
+# tools through their environment, never their argv, which `ps` shows to every user.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=secret,id=build_ca \
     if [ -s /run/secrets/build_ca ]; then export SSL_CERT_FILE=/run/secrets/build_ca; fi; \
@@ -65,7 +66,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
         /opt/uv/bin/uv export --frozen --no-dev --no-emit-project --quiet \
             --output-file /tmp/requirements.txt; \
         /opt/uv/bin/uv venv --quiet /opt/venv; \
-        /opt/uv/bin/uv pip sync --require-hashes --default-index "$mirror" \
+        UV_DEFAULT_INDEX="$mirror" /opt/uv/bin/uv pip sync --require-hashes \
             --python /opt/venv /tmp/requirements.txt; \
         rm /tmp/requirements.txt; \
         /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --check; \

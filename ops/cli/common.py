@@ -91,7 +91,10 @@ class ChangeOptions:
         if self.yes:
             return
         if sys.stdin.isatty():
-            answer = input(f"{question}\nType '{word}' to go ahead: ")
+            try:
+                answer = input(f"{question}\nType '{word}' to go ahead: ")
+            except EOFError:  # Ctrl-D: no answer is no
+                answer = ""
             if answer.strip() == word:
                 return
             raise UsageError("not confirmed; nothing changed")

@@ -44,7 +44,13 @@ class BackupOptions(TargetOptions, ChangeOptions, JsonOption):
 def _list_backups(options: BackupOptions, reporter: Reporter) -> None:
     rows, found = [], []
     for path in complete_backups(options.dest):
-        manifest = Manifest.loads((path / MANIFEST).read_text())
+        try:
+            manifest = Manifest.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            reporter.event(
+                "unreadable", f"{path.name}: unreadable manifest ({exc})", path=str(path)
+            )
+            continue
         size = sum(f.size for f in manifest.files.values())
         counts = ", ".join(f"{n} {t}" for t, n in manifest.tables.items())
         rows.append((path.name, human_size(size), manifest.alembic_revision, counts))
@@ -59,9 +65,7 @@ def _retention_plan(options: BackupOptions) -> list[Path]:
     if options.keep is not None and options.keep < 1:
         raise UsageError("--keep must be at least 1: the backup just made is always kept")
     existing = complete_backups(options.dest)
-    keep = None if options.keep is None else options.keep - 1
-    if keep == 0:
-        return existing
+    keep = None if options.keep is None else options.keep - 1  # the new one is among the kept
     return expired(existing, keep=keep, keep_days=options.keep_days, now=datetime.now(UTC))
 
 
@@ -181,7 +185,10 @@ def backup_directory(name: str, backups_dir: Path) -> Path:
 def _confirm_on_terminal(question: str) -> bool:
     if not sys.stdin.isatty():
         return False
-    return input(f"{question}\nType 'restore' to go ahead: ").strip() == "restore"
+    try:
+        return input(f"{question}\nType 'restore' to go ahead: ").strip() == "restore"
+    except EOFError:  # Ctrl-D: no answer is no
+        return False
 
 
 def run_restore(options: RestoreOptions, reporter: Reporter) -> None:

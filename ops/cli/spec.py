@@ -4,8 +4,9 @@ A command's options are a frozen dataclass whose fields carry their help, short 
 metavar (`opt(...)`). From it come the argparse parser of scripts/*.py and the arguments of
 the Invoke task, so a flag has the same name, type, default and help in both; a unit test
 compares the two for every command. The command's body gets the typed options object and a
-Reporter, and every failure leaves through `execute`: an OpsError or CoachError is one
-`error:` line (plus `hint:`) and exit 1; anything else is a bug and keeps its traceback.
+Reporter, and every failure leaves through `execute`: an OpsError or CoachError (or a bad
+setting, or the host or a data service refusing: OSError, httpx errors) is one `error:` line
+(plus `hint:`) and exit 1; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+import httpx
 import structlog
 from invoke import Context, Task
 from invoke.exceptions import Exit, ParseError
@@ -310,6 +312,11 @@ def execute(command: Command[Opts], options: Opts) -> int:
     except EXPECTED as exc:
         hint = getattr(exc, "hint", None)
         reporter.error(scrub(str(exc)) or type(exc).__name__, scrub(hint) if hint else None)
+        return 1
+    except (OSError, httpx.HTTPError) as exc:
+        # The host or a data service said no (a file the operator named, a port, a refused
+        # connection): operational, so one line; the exception's class says which kind.
+        reporter.error(f"{type(exc).__name__}: {scrub(str(exc))}")
         return 1
     except Exit:
         reporter.close()

@@ -69,7 +69,7 @@ def run_up(options: UpOptions, reporter: Reporter) -> None:
         if code:
             raise StackError(f"the embedded app exited with status {code}")
         return
-    findings = doctor.diagnose(prod=options.prod)
+    findings = doctor.diagnose(prod=options.prod, project_name=options.stack().name)
     if blocked := doctor.blockers(findings):
         reporter.result(doctor.render(blocked))
         raise HostError(

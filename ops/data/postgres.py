@@ -51,7 +51,8 @@ def tool_version(target: Target, tool: str) -> str:
 
 # Table names are our own constants, never input.
 COUNTS_SQL = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in TABLES)  # noqa: S608
-REVISION_SQL = "SELECT version_num FROM alembic_version"
+# Always one row (psql answers each query with a line: an empty table must not hang a read).
+REVISION_SQL = "SELECT coalesce((SELECT version_num FROM alembic_version LIMIT 1), '')"
 
 
 def counts(target: Target) -> dict[str, int]:

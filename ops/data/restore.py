@@ -382,7 +382,7 @@ def _checks(
     """The restored state, read back, against what the manifest says was backed up."""
     counts = postgres.counts(target)
     checks = [Check(f"rows in {t}", manifest.tables[t], counts[t]) for t in TABLES]
-    revision = next(iter(postgres.psql(target, postgres.REVISION_SQL)), None)
+    revision = next(iter(postgres.psql(target, postgres.REVISION_SQL)), "") or None
     checks.append(
         Check(
             "schema revision",

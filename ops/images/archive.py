@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from ops.console import Reporter, echo, human_size
@@ -14,7 +13,6 @@ from ops.images.resolve import Resolved
 from ops.proc import run
 
 BLOCK = 1024 * 1024
-POLL_S = 0.5
 
 
 def _image_bytes(refs: list[str]) -> int:
@@ -40,13 +38,21 @@ def save(
     # Shared layers are written once, so the tarball ends up at most this big.
     estimate = _image_bytes(refs)
     reporter.event("save", f"saving {len(refs)} images to {output}", images=refs)
-    argv = ["docker", "save", "--output", str(partial), *refs]
-    echo(argv)
+    # To stdout, counted as it streams: `--output` writes a temporary file of its own and
+    # renames it only at the end (nothing to measure, and left behind by an interrupt).
+    argv = ["docker", "save", *refs]
+    echo([*argv, ">", str(partial)])
     try:
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-            while proc.poll() is None:
-                written = partial.stat().st_size if partial.exists() else 0
+        with tempfile.TemporaryFile() as err, partial.open("wb") as out:
+            try:
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+            except FileNotFoundError as exc:
+                raise CommandError(argv, 127, "docker: command not found") from exc
+            assert proc.stdout is not None
+            written = 0
+            while block := proc.stdout.read(BLOCK):
+                out.write(block)
+                written += len(block)
                 reporter.progress(
                     "save",
                     f"docker save: {human_size(written)}",
@@ -54,10 +60,9 @@ def save(
                     total=estimate,
                     unit="bytes",
                 )
-                time.sleep(POLL_S)
-            if proc.returncode:
+            if code := proc.wait():
                 err.seek(0)
-                raise CommandError(argv, proc.returncode, err.read().decode(errors="replace"))
+                raise CommandError(argv, code, err.read().decode(errors="replace"))
     except BaseException:
         partial.unlink(missing_ok=True)  # never leave a truncated archive that looks complete
         raise
@@ -86,7 +91,10 @@ def load(archive: Path, reporter: Reporter | None = None) -> list[str]:
     argv = ["docker", "load"]
     echo([*argv, "<", str(archive)])
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        except FileNotFoundError as exc:
+            raise CommandError(argv, 127, "docker: command not found") from exc
         assert proc.stdin is not None
         sent = 0
         try:

@@ -290,9 +290,11 @@ def diagnose(
     prod: bool = False,
     ports: Sequence[int] | None = None,
     probe: Probe | None = None,
+    project_name: str | None = None,
 ) -> list[Finding]:
     """Every check, in the order an operator fixes things: host, engine, ports, images, config.
-    `ports`: check these (on 0.0.0.0) instead of the ones the stack publishes."""
+    `ports`: check these (on 0.0.0.0) instead of the ones the stack publishes. `project_name`:
+    the compose project whose own containers may hold its ports (default: the env's)."""
     probe = probe or Probe()
     env: Env = "prod" if prod else "dev"
     findings = [_cpus(probe), _memory(probe)]
@@ -317,7 +319,8 @@ def diagnose(
     else:
         wanted = []
         findings.append(Finding("ports", "warn", f"not checked: {config}"))
-    findings += _ports(probe, wanted, Project(env).name, engine_up=isinstance(engine, EngineInfo))
+    owner = project_name or Project(env).name
+    findings += _ports(probe, wanted, owner, engine_up=isinstance(engine, EngineInfo))
     findings += _images(probe, engine, prod=prod, config=model)
     findings += _config(probe, env, prod_env_file, variables)
     return findings

@@ -129,12 +129,28 @@ def generate(
         target.mkdir(parents=True, exist_ok=True)
         target.chmod(0o700)
     given = {"llm_api_key": llm_api_key, "alertmanager_webhook_url": alertmanager_webhook_url}
-    values = _random(given | dict(brought or {}))
+    supplied = {k: v for k, v in (given | dict(brought or {})).items() if v}
+    values = _random(supplied)
     write = _planned if dry_run else _write
     written: list[Written] = []
     for name in values:
         path = target / name
         replace = force and (only is None or name in only)
+        if name in BROUGHT:
+            # An operator's own value is never lost to a rotation of the random ones, and a
+            # new value for one that exists is an explicit replacement, not silently dropped.
+            named = only is not None and name in only
+            if path.exists() and name in supplied and not (force and named):
+                raise ConfigError(
+                    f"secret {name} exists; a new value replaces it only when named",
+                    hint=f"add --force --secret {name}",
+                )
+            if named and force and name not in supplied:
+                raise ConfigError(
+                    f"--force --secret {name} needs its new value",
+                    hint="give it with --secret-file NAME=FILE (or --llm-api-key-file)",
+                )
+            replace = force and named
         if path.exists() and not replace:
             values[name] = path.read_text()
             written.append(Written(name, path, "kept"))

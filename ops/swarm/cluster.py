@@ -424,9 +424,13 @@ def remove(stack: str, *, timeout: float = 120) -> list[str]:
                 run(["docker", "rm", *containers], capture=True, check=False, quiet=True)
                 time.sleep(1)
                 continue
-            break  # tasks' containers gone too: the volumes are free
+            return volumes  # tasks' containers gone too: the volumes are free
         time.sleep(1)
-    return volumes
+    raise SwarmError(
+        f"stack {stack} is not gone after {timeout:.0f}s (services, networks or task "
+        "containers remain)",
+        hint=f"`docker stack ps {stack}` shows what is left; run swarm.rm again",
+    )
 
 
 def prune_objects(stack: str) -> list[str]:

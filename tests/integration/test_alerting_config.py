@@ -61,26 +61,16 @@ def test_promtool_unit_tests_cover_and_pass_for_every_rule() -> None:
     assert {r["alert"] for r in _rules() if "alert" in r} == alerts, "an alert without a test"
     records = {r["record"] for r in _rules() if "record" in r}
     assert {r for r in records if not any(r in e for e in exprs)} == set(), "a record untested"
-    out = tool(
-        "PROMETHEUS_IMAGE",
-        "prometheus",
-        "/bin/promtool",
-        "test",
-        "rules",
-        "/etc/prometheus/tests/alerts_test.yml",
-    )
-    assert "SUCCESS" in out, out
+    _promtool_test("alerts_test.yml")
 
 
 def test_promtool_unit_tests_of_dashboard_expressions_pass() -> None:
-    out = tool(
-        "PROMETHEUS_IMAGE",
-        "prometheus",
-        "/bin/promtool",
-        "test",
-        "rules",
-        "/etc/prometheus/tests/dashboards_test.yml",
-    )
+    _promtool_test("dashboards_test.yml")
+
+
+def _promtool_test(name: str) -> None:
+    out = tool("PROMETHEUS_IMAGE", "prometheus", "/bin/promtool", "test", "rules",
+               f"/etc/prometheus/tests/{name}")  # fmt: skip
     assert "SUCCESS" in out, out
 
 

@@ -9,8 +9,10 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
+from ops.errors import ConfigError
 from ops.paths import COMPOSE_DIR
 from ops.stack import secrets
 
@@ -31,9 +33,25 @@ def test_generate_creates_keeps_and_forces(tmp_path: Path) -> None:
     assert {w.action for w in again} == {"kept"}
     assert {p.name: p.read_text() for p in directory.iterdir()} == before
 
-    forced = secrets.generate("prod", root=tmp_path, force=True)
-    assert {w.action for w in forced} <= {"replaced"}
+    forced = {w.name: w.action for w in secrets.generate("prod", root=tmp_path, force=True)}
+    assert forced["postgres_password"] == "replaced"
     assert (directory / "postgres_password").read_text() != before["postgres_password"]
+    # A rotation of the random secrets keeps what the operator brought.
+    assert forced["llm_api_key"] == "kept"
+    assert (directory / "llm_api_key").read_text() == "sk-1"
+
+
+def test_a_brought_value_replaces_only_when_named(tmp_path: Path) -> None:
+    secrets.generate("prod", root=tmp_path, llm_api_key="sk-1")
+    key = tmp_path / "prod" / "llm_api_key"
+    with pytest.raises(ConfigError, match="secret llm_api_key exists") as refused:
+        secrets.generate("prod", root=tmp_path, llm_api_key="sk-2")
+    assert refused.value.hint == "add --force --secret llm_api_key"
+    with pytest.raises(ConfigError, match="needs its new value"):
+        secrets.generate("prod", root=tmp_path, force=True, only=["llm_api_key"])
+    assert key.read_text() == "sk-1", "refused: nothing changed"
+    secrets.generate("prod", root=tmp_path, force=True, only=["llm_api_key"], llm_api_key="sk-2")
+    assert key.read_text() == "sk-2"
 
 
 def test_derived_secrets_follow_the_secret_they_restate(tmp_path: Path) -> None:
