@@ -245,6 +245,7 @@ def test_each_replica_is_scraped_and_the_panel_is_their_sum(
         interval=2,
     )
     per_instance_query = _panel_query(PER_INSTANCE)
+    seen_at: list[float] = []
 
     def both_serving() -> bool:
         # nginx resolves the backend's name every 5 s and spreads requests over the answers;
@@ -252,11 +253,16 @@ def test_each_replica_is_scraped_and_the_panel_is_their_sum(
         with smoke.client() as http:
             for _ in range(10):
                 assert http.get("/api/v1/snippets").status_code == 200
-        rates = _at(prometheus, per_instance_query, time.time())
-        return len([r for r in rates if float(r["value"][1]) > 0]) == 2
+        now = time.time()
+        rates = _at(prometheus, per_instance_query, now)
+        if len([r for r in rates if float(r["value"][1]) > 0]) != 2:
+            return False
+        seen_at.append(now)
+        return True
 
     wait_until(both_serving, seconds=120, what="both backend replicas serving traffic", interval=3)
-    when = time.time() - 1  # one evaluation time for both queries: the same samples
+    # The evaluation time at which both replicas had a rate, for both queries: the same samples.
+    when = seen_at[-1]
     [total] = _at(prometheus, _panel_query(TOTAL), when)
     per_instance = {
         r["metric"]["instance"]: float(r["value"][1])
