@@ -17,6 +17,7 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = [
     "lint",
     "dockerfiles",
+    "gixy",
     "unit",
     "integration",
     "image",
@@ -74,6 +75,19 @@ def dockerfiles(session: nox.Session) -> None:
     )
     session.log(f"# {len(files)} Dockerfiles")
     session.run("hadolint", "--failure-threshold", "style", *files)
+
+
+@nox.session(python=PYTHON)
+def gixy(session: nox.Session) -> None:
+    """gixy (gixy-ng) over nginx's configuration as the dev, prod and TLS file sets render it
+    (ops/stack/nginx.py, no Docker): any finding fails the session."""
+    _sync(session)
+    for file_set in ("dev", "prod", "tls"):
+        dest = Path(session.create_tmp()) / "nginx" / file_set
+        conf = session.run("python", "-m", "ops.stack.nginx", file_set, str(dest), silent=True)
+        assert isinstance(conf, str)
+        session.log(f"# {file_set}")
+        session.run("gixy", conf.strip())
 
 
 @nox.session(python=PYTHON)

@@ -10,10 +10,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from starlette.types import ASGIApp
 
-from backend import errors
+from backend import errors, queue
+from backend.auth import AUTH_ERRORS
 from backend.middleware import HttpMetricsMiddleware, RequestContextMiddleware, on_server_span
 from backend.routes import coaching, health, snippets, tasks
-from coach import __version__, metrics, tracing
+from coach import __version__, apikeys, metrics, tracing
 from coach.errors import Unavailable
 from coach.log import configure as configure_logging
 from coach.migrate import current_revision, head_revision, migrate
@@ -47,10 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
         runtime = Runtime.create(settings)
         app.state.runtime = runtime
+        if settings.embedded:
+            await apikeys.bootstrap(settings, runtime.sessions)
+        app.state.ask_gate = queue.AskGate(settings.ask_max_waiting)
         log.info("backend started", embedded=settings.embedded, version=settings.version)
         try:
             yield
         finally:
+            app.state.ask_gate.close()
             await runtime.close()
             tracing.force_flush()
 
@@ -59,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url="/api/v1/docs" if settings.serve_api_docs else None,
         redoc_url=None,
         # FastAPI's native OpenTelemetry stays off: one instrumentation (below), not two, and
         # none at all with OBSERVABILITY_ENABLED=false.
@@ -67,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
 
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=AUTH_ERRORS)  # every route takes a key
     for module in (snippets, coaching, tasks):
         api.include_router(module.router)
     app.include_router(api)

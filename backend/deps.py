@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from backend.queue import AskGate
 from coach.runtime import Runtime
 
 
@@ -15,3 +16,11 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_ask_gate(request: Request) -> AskGate:
+    gate: AskGate = request.app.state.ask_gate
+    return gate
+
+
+AskGateDep = Annotated[AskGate, Depends(get_ask_gate)]

@@ -5,20 +5,22 @@ does can produce a 500 (those are bugs, and still answer in the same shape)."""
 
 from __future__ import annotations
 
-import traceback
 from typing import Any
 
+import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException
 
-from coach.errors import CoachError
+from backend import auth
+from coach import failures
+from coach.errors import CoachError, InternalError, Unavailable
 from coach.llm import LLMError
 
 log = structlog.get_logger(__name__)
@@ -41,11 +43,14 @@ def _respond(
 
 async def coach_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CoachError)
-    return _respond(request, exc.status_code, type(exc).__name__, exc.message)
+    return _respond(request, exc.status_code, type(exc).__name__, exc.message, exc.headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    refused = await auth.refusal(request)  # no key: 401, whatever else is wrong
+    if refused is not None:
+        return await coach_error(request, refused)
     detail = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
         for e in exc.errors()
@@ -55,6 +60,10 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    # A body FastAPI could not even read (400) comes before the key check: no key, 401.
+    refused = await auth.refusal(request) if exc.status_code == 400 else None
+    if refused is not None:
+        return await coach_error(request, refused)
     names = {
         404: "NotFound",
         405: "MethodNotAllowed",
@@ -70,53 +79,42 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _which_dependency(exc: BaseException) -> str:
-    """Name the dependency behind a connection error; drivers raise bare OSErrors too, so the
-    traceback's modules tell which client failed."""
-    if isinstance(exc, DBAPIError):
-        return "database"
-    if isinstance(exc, LLMError):
-        return "the LLM API"
-    if isinstance(exc, BrokerError | RedisConnectionError | RedisTimeoutError):
-        return "redis"
-    files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__)]
-    for marker, name in (
-        ("asyncpg", "database"),
-        ("sqlalchemy", "database"),
-        ("redis", "redis"),
-        ("kombu", "redis"),
-    ):
-        if any(f"/{marker}/" in f for f in files):
-            return name
-    return "a dependency"
-
-
-async def dependency_down(request: Request, exc: Exception) -> JSONResponse:
-    which = _which_dependency(exc)
-    log.warning("dependency unavailable", dependency=which, error=str(exc)[:300])
-    return _respond(
-        request, 503, "Unavailable", f"{which} is unavailable; retry shortly", {"Retry-After": "5"}
-    )
-
-
-async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return _respond(request, 500, "InternalError", "an unexpected error occurred")
+async def failure(request: Request, exc: Exception) -> JSONResponse:
+    """Every other exception, classified (coach.failures): a dependency that cannot be reached
+    is a 503 with Retry-After, a value the database refuses a 4xx, anything else a 500. The
+    client reads the dependency's name or a fixed sentence; the exception is in the log."""
+    error = failures.as_coach_error(exc)
+    if isinstance(error, Unavailable):
+        log.warning(
+            "dependency unavailable", dependency=failures.dependency(exc), error=str(exc)[:300]
+        )
+    elif isinstance(error, InternalError):
+        log.exception("unhandled error", exc_info=exc)
+    else:  # the values refused are user data: the type and the SQLSTATE are enough
+        log.warning(
+            "database refused the request",
+            status=error.status_code,
+            exception=type(exc).__name__,
+            sqlstate=failures.sqlstate(exc),
+        )
+    return await coach_error(request, error)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(CoachError, coach_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    # Raised by the clients of the dependencies: handled inside the app (Starlette re-raises
+    # what reaches the catch-all `Exception` handler to the server, after answering).
     for exc_type in (
-        OperationalError,
         DBAPIError,
+        SQLAlchemyTimeout,
+        DisconnectionError,
         BrokerError,
-        RedisConnectionError,
-        RedisTimeoutError,
-        ConnectionError,
-        TimeoutError,
+        RedisError,
+        OSError,  # ConnectionError, TimeoutError, socket.gaierror
+        httpx.TransportError,
         LLMError,
     ):
-        app.add_exception_handler(exc_type, dependency_down)
-    app.add_exception_handler(Exception, unexpected)
+        app.add_exception_handler(exc_type, failure)
+    app.add_exception_handler(Exception, failure)

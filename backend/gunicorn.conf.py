@@ -18,7 +18,18 @@ max_requests_jitter = 200
 worker_tmp_dir = "/dev/shm"  # noqa: S108 - heartbeat files off the (read-only) root filesystem
 accesslog = "-"
 errorlog = "-"
-forwarded_allow_ips = "*"  # behind nginx on a private network
+
+
+def _forwarded_allow_ips() -> str:
+    """Only nginx's network may say who the client is (TRUSTED_PROXIES, see
+    backend/forwarded.py); any other peer's X-Forwarded-For is ignored."""
+    from backend.forwarded import trusted_proxies  # noqa: PLC0415
+    from coach.settings import get_settings  # noqa: PLC0415
+
+    return trusted_proxies(get_settings().trusted_proxies)
+
+
+forwarded_allow_ips = _forwarded_allow_ips()
 # gunicorn's control socket defaults to $HOME, which is not writable (read-only root).
 control_socket = "/tmp/gunicorn.ctl"  # noqa: S108 - the container's tmpfs
 

@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from coach.settings import LANGUAGES
+from coach.text import LINE_BREAKS_AND_TABS, SOURCE_WHITESPACE, refuse_controls
 
 Language = Literal[LANGUAGES]  # type: ignore[valid-type]
+# Every string a client sends goes through one of these (coach.text): a control character is
+# a 422 before anything is stored or paid for. One line: none at all; text: tabs and line
+# breaks; source code: form feeds too.
+OneLine = Annotated[str, AfterValidator(refuse_controls)]
+Text = Annotated[str, AfterValidator(partial(refuse_controls, allowed=LINE_BREAKS_AND_TABS))]
+Source = Annotated[str, AfterValidator(partial(refuse_controls, allowed=SOURCE_WHITESPACE))]
 
 
-class SnippetIn(BaseModel):
+class UploadFields(BaseModel):
+    """What an upload says about its snippet, as JSON fields or multipart form fields."""
+
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=200)
+    title: OneLine = Field(min_length=1, max_length=200)
     language: Language
-    content: str = Field(min_length=1, description="UTF-8 source text (size limit applies)")
+
+
+class SnippetIn(UploadFields):
+    content: Source = Field(min_length=1, description="UTF-8 source text (size limit applies)")
 
 
 class SnippetAccepted(BaseModel):
@@ -53,7 +66,7 @@ class SnippetPage(BaseModel):
 class AskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=2000)
+    question: Text = Field(min_length=1, max_length=2000)
     snippet_id: uuid.UUID | None = None
     top_k: int = Field(default=5, ge=1, le=20)
 
@@ -91,18 +104,21 @@ class TaskOut(BaseModel):
 
 
 class CheckOut(BaseModel):
+    """Name and status for everyone; latency, error and cache only on the internal network
+    (backend/routes/health.py)."""
+
     model_config = ConfigDict(from_attributes=True)  # built from coach.health.Check
     status: str
-    latency_ms: float
+    latency_ms: float | None = None
     critical: bool
     error: str | None = None
-    cached: bool = False
+    cached: bool | None = None
 
 
 class HealthOut(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
-    version: str
-    environment: str
+    version: str | None = Field(default=None, description="internal network only")
+    environment: str | None = Field(default=None, description="internal network only")
     checks: dict[str, CheckOut]
 
 

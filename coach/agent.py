@@ -19,10 +19,10 @@ from sqlalchemy import delete
 
 from coach import snippets
 from coach.db import session_scope
-from coach.errors import InvalidInput
+from coach.errors import InvalidInput, Unavailable
 from coach.llm import Completion, Message
 from coach.metrics import AGENT_STEP_DURATION, LLM_DURATION, LLM_REQUESTS, LLM_TOKENS
-from coach.models import Question
+from coach.models import DEFAULT_TENANT, Question
 from coach.runtime import Runtime
 from coach.tracing import tracer
 from coach.vectors import Hit
@@ -79,8 +79,10 @@ def _step(name: str, attributes: dict[str, Any]) -> Iterator[Span]:
 
 
 async def retrieve(
-    rt: Runtime, question: str, *, top_k: int, snippet_id: uuid.UUID | None
+    rt: Runtime, question: str, *, top_k: int, tenant: str, snippet_id: uuid.UUID | None
 ) -> list[Hit]:
+    """The nearest chunks among the tenant's snippets only: another tenant's code is never
+    quoted to the LLM nor cited."""
     with _step("retrieve", {"coach.retrieve.top_k": top_k}) as span:
         span.set_attribute("coach.embedder", rt.embedder.name)
         if snippet_id is not None:
@@ -88,28 +90,57 @@ async def retrieve(
         [vector] = await asyncio.to_thread(rt.embedder.embed, [question])
         await asyncio.to_thread(rt.vectors.ensure)
         hits = await asyncio.to_thread(
-            rt.vectors.search, vector, top_k=top_k, snippet_id=snippet_id
+            rt.vectors.search, vector, top_k=top_k, tenant=tenant, snippet_id=snippet_id
         )
+        # The search filtered by tenant already; this second look costs nothing.
+        hits = [h for h in hits if h.payload.get("tenant", DEFAULT_TENANT) == tenant]
         span.set_attribute("coach.retrieve.hits", len(hits))
         return hits
 
 
-def build_prompt(question: str, hits: list[Hit]) -> list[Message]:
-    with _step("prompt", {"coach.prompt.excerpts": len(hits)}) as span:
-        excerpts = "\n\n".join(
-            f"[{n}] {h.payload.get('title', '')} lines {h.payload.get('start_line')}-"
-            f"{h.payload.get('end_line')}:\n{h.payload.get('text', '')}"
-            for n, h in enumerate(hits, start=1)
-        )
+def build_prompt(
+    question: str, hits: list[Hit], *, max_bytes: int
+) -> tuple[list[Message], list[Hit]]:
+    """The messages, and the hits they quote: the best first, until the next excerpt would
+    take the prompt over `max_bytes` (UTF-8) — what one call may cost, whatever top_k asks."""
+    with _step("prompt", {"coach.prompt.hits": len(hits)}) as span:
+        frame = f"Code excerpts:\n\n\nQuestion: {question}"  # the user message, bar excerpts
+        size = len(SYSTEM_PROMPT.encode()) + len(frame.encode())
+        excerpts: list[str] = []
+        for n, h in enumerate(hits, start=1):
+            excerpt = (
+                f"[{n}] {h.payload.get('title', '')} lines {h.payload.get('start_line')}-"
+                f"{h.payload.get('end_line')}:\n{h.payload.get('text', '')}"
+            )
+            size += len(excerpt.encode()) + (2 if excerpts else 0)  # "\n\n" between two
+            if size > max_bytes:
+                break
+            excerpts.append(excerpt)
+        body = "\n\n".join(excerpts) or "(none)"
         messages = [
             Message("system", SYSTEM_PROMPT),
-            Message("user", f"Code excerpts:\n{excerpts or '(none)'}\n\nQuestion: {question}"),
+            Message("user", f"Code excerpts:\n{body}\n\nQuestion: {question}"),
         ]
-        span.set_attribute("coach.prompt.chars", sum(len(m.content) for m in messages))
-        return messages
+        span.set_attributes(
+            {
+                "coach.prompt.excerpts": len(excerpts),
+                "coach.prompt.excerpts_dropped": len(hits) - len(excerpts),
+                "coach.prompt.bytes": sum(len(m.content.encode()) for m in messages),
+            }
+        )
+        return messages, hits[: len(excerpts)]
 
 
-async def generate(rt: Runtime, messages: list[Message], hits: list[Hit]) -> Completion:
+def check_deadline(deadline: float | None, step: str) -> None:
+    """Unavailable, before `step`, once the API has stopped waiting: the work (and an LLM call
+    it would pay for) is for nobody."""
+    if deadline is not None and time.time() >= deadline:
+        raise Unavailable(f"the question timed out before {step}; retry shortly")
+
+
+async def generate(
+    rt: Runtime, messages: list[Message], hits: list[Hit], *, deadline: float | None = None
+) -> Completion:
     """The answer, with the llm_* metrics whichever provider answers (labelled with the
     configured model: a bounded label set). The API call itself is the `chat {model}` CLIENT
     span under this one, with the gen_ai.* attributes (coach.llm); the offline answerer has none."""
@@ -120,7 +151,7 @@ async def generate(rt: Runtime, messages: list[Message], hits: list[Hit]) -> Com
         started, status = time.perf_counter(), "error"
         try:
             completion = await rt.llm.generate(
-                messages, context=[str(h.payload.get("text", "")) for h in hits]
+                messages, context=[str(h.payload.get("text", "")) for h in hits], deadline=deadline
             )
             status = "ok"
         finally:
@@ -138,17 +169,25 @@ async def ask(
     *,
     top_k: int,
     snippet_id: uuid.UUID | None,
+    tenant: str,
+    api_key_id: uuid.UUID | None = None,
     trace_id: str | None = None,
+    deadline: float | None = None,
 ) -> Answer:
+    """`deadline`: Unix time the caller stops waiting at; nothing starts after it. The answer
+    draws on `tenant`'s snippets only; the question row records the tenant and the key."""
     question = question.strip()
     if not question:
         raise InvalidInput("question is empty")
     if snippet_id is not None:
-        await snippets.get(rt, snippet_id)  # 404 for an unknown snippet, not an empty answer
+        # 404 for an unknown snippet (or another tenant's), not an empty answer
+        await snippets.get(rt, snippet_id, tenant=tenant)
     started = time.perf_counter()
-    hits = await retrieve(rt, question, top_k=top_k, snippet_id=snippet_id)
-    messages = build_prompt(question, hits)
-    completion = await generate(rt, messages, hits)
+    check_deadline(deadline, "retrieval")
+    found = await retrieve(rt, question, top_k=top_k, tenant=tenant, snippet_id=snippet_id)
+    messages, hits = build_prompt(question, found, max_bytes=rt.settings.prompt_max_bytes)
+    check_deadline(deadline, "the LLM call")
+    completion = await generate(rt, messages, hits, deadline=deadline)
     latency_ms = int((time.perf_counter() - started) * 1000)
     citations = [
         Citation(
@@ -164,6 +203,8 @@ async def ask(
     ]
     async with session_scope(rt.sessions) as session:
         row = Question(
+            tenant=tenant,
+            api_key_id=api_key_id,
             question=question,
             answer=completion.text,
             model=completion.model,
@@ -189,6 +230,7 @@ async def ask(
     log.info(
         "question answered",
         question_id=str(question_id),
+        tenant=tenant,
         model=completion.model,
         citations=len(citations),
         prompt_tokens=completion.prompt_tokens,

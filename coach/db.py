@@ -34,7 +34,11 @@ def make_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
             kwargs["poolclass"] = NullPool
     # Looked up on the module at call time: OpenTelemetry's SQLAlchemy instrumentation wraps that
     # attribute to trace every engine made after it (coach.tracing.instrument_libraries).
-    engine = sqlalchemy.ext.asyncio.create_async_engine(settings.database_url, **kwargs)
+    # hide_parameters: a failed statement's text names no bound values (snippet titles,
+    # questions, key hashes) in error logs and spans.
+    engine = sqlalchemy.ext.asyncio.create_async_engine(
+        settings.database_url, hide_parameters=True, **kwargs
+    )
     if settings.embedded:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

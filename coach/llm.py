@@ -51,13 +51,19 @@ class LLM(Protocol):
     provider: str  # gen_ai.provider.name for an API (LLM_PROVIDER_NAME), else "extractive"
     model: str
 
-    async def generate(self, messages: list[Message], *, context: list[str]) -> Completion: ...
+    async def generate(
+        self, messages: list[Message], *, context: list[str], deadline: float | None = None
+    ) -> Completion:
+        """`deadline`: Unix time after which nobody waits for the answer any more; no attempt
+        starts after it, and none outlasts it."""
+        ...
 
     def probe(self) -> None: ...
 
 
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 TEMPERATURE = 0.2
+DEADLINE_EXCEEDED = "deadline_exceeded"  # error.type when the deadline ends the retries
 
 
 def _qualified(exc: BaseException) -> str:
@@ -83,6 +89,7 @@ class OpenAIChat:
         self._headers = {"Authorization": f"Bearer {settings.llm_api_key.get_secret_value()}"}
         self._timeout = settings.llm_timeout
         self._retries = settings.llm_max_retries
+        self._max_tokens = settings.llm_max_tokens
         url = httpx.URL(settings.llm_base_url)
         # Span and metric attributes alike; the metrics' stay low-cardinality (no response id).
         self._attributes: dict[str, AttributeValue] = {
@@ -93,17 +100,23 @@ class OpenAIChat:
             "server.port": url.port or (443 if url.scheme == "https" else 80),
         }
 
-    async def generate(self, messages: list[Message], *, context: list[str]) -> Completion:
+    async def generate(
+        self, messages: list[Message], *, context: list[str], deadline: float | None = None
+    ) -> Completion:
         """One logical call, retries included, as the conventions' span and duration cover."""
         metrics = tracing.genai_metrics()
         started = time.perf_counter()
         with tracing.tracer.start_as_current_span(
             f"chat {self.model}",
             kind=SpanKind.CLIENT,
-            attributes=self._attributes | {"gen_ai.request.temperature": TEMPERATURE},
+            attributes=self._attributes
+            | {
+                "gen_ai.request.temperature": TEMPERATURE,
+                "gen_ai.request.max_tokens": self._max_tokens,
+            },
         ) as span:
             try:
-                response = await self._call(messages)
+                response = await self._call(messages, deadline)
             except BaseException as exc:  # cancelled or timed out too: the call ended unanswered
                 # The span's ERROR status and exception event: the SDK's, as the span ends.
                 error_type = exc.error_type if isinstance(exc, LLMError) else _qualified(exc)
@@ -130,19 +143,28 @@ class OpenAIChat:
                     metrics.token_usage.record(count, measured | {"gen_ai.token.type": kind})
             return completion
 
-    async def _call(self, messages: list[Message]) -> _Response:
+    async def _call(self, messages: list[Message], deadline: float | None) -> _Response:
         payload = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "temperature": TEMPERATURE,
+            "max_tokens": self._max_tokens,  # what one answer may cost, at most
         }
         last: Exception | None = None
+        attempts = 0
         async with httpx.AsyncClient(
             base_url=self._base_url, headers=self._headers, timeout=self._timeout
         ) as client:
             for attempt in range(self._retries + 1):
+                timeout = self._timeout
+                if deadline is not None:
+                    # Nobody waits past the deadline: an attempt then is paid for nothing.
+                    timeout = min(timeout, deadline - time.time())
+                    if timeout <= 0:
+                        break
+                attempts += 1
                 try:
-                    response = await client.post("/chat/completions", json=payload)
+                    response = await client.post("/chat/completions", json=payload, timeout=timeout)
                 except httpx.TransportError as exc:
                     last = exc
                 else:
@@ -155,10 +177,16 @@ class OpenAIChat:
                         )
                     last = LLMError(f"LLM API answered {status}", error_type=status)
                 if attempt < self._retries:
-                    await asyncio.sleep(min(2.0, 0.2 * 2**attempt) * (1 + random.random()))  # noqa: S311
-        assert last is not None  # at least one attempt ran
+                    pause = min(2.0, 0.2 * 2**attempt) * (1 + random.random())  # noqa: S311
+                    if deadline is not None and time.time() + pause >= deadline:
+                        break  # the next attempt would start after it
+                    await asyncio.sleep(pause)
+        if last is None:  # the deadline had passed before the first attempt
+            raise LLMError(
+                "the deadline passed before the LLM API was called", error_type=DEADLINE_EXCEEDED
+            )
         raise LLMError(
-            f"LLM API unavailable after {self._retries + 1} attempts: {last}",
+            f"LLM API unavailable after {attempts} attempt(s): {last}",
             error_type=last.error_type if isinstance(last, LLMError) else _qualified(last),
         )
 
@@ -203,7 +231,9 @@ class ExtractiveLLM:
     provider = "extractive"
     model = "extractive-v1"
 
-    async def generate(self, messages: list[Message], *, context: list[str]) -> Completion:
+    async def generate(
+        self, messages: list[Message], *, context: list[str], deadline: float | None = None
+    ) -> Completion:
         question = messages[-1].content
         wanted = set(tokens(question))
         scored: list[tuple[int, int, str]] = []

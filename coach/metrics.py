@@ -66,6 +66,15 @@ LLM_TOKENS = Counter(
     "Tokens used by LLM calls, by kind (prompt|completion).",
     ["model", "kind"],
 )
+# Labelless: a per-key label would grow with the keys; the log line names the key.
+LLM_BUDGET_EXHAUSTED = Counter(
+    "coach_llm_budget_exhausted_total",
+    "Asks refused with 429 because the API key's daily token budget was spent.",
+)
+ASKS_SHED = Counter(
+    "coach_asks_shed_total",
+    "Asks refused with 503 at once: the backend process already waited for ASK_MAX_WAITING.",
+)
 AGENT_STEP_DURATION = Histogram(
     "coach_agent_step_duration_seconds",
     "Duration of each coach agent step (retrieve|prompt|generate).",

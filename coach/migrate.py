@@ -4,6 +4,9 @@ service), serialised across processes by a PostgreSQL advisory lock.
 A second migrator waits for the lock and then finds nothing left to do; if the lock cannot be
 had within the timeout it fails loudly — it never skips, since skipping would let an app start
 on a schema it does not understand.
+
+Given the app's database password (POSTGRES_APP_PASSWORD), it also keeps the least-privilege
+roles (coach/dbroles.py) and runs the migrations as the schema's owner, not as the superuser.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from coach import dbroles
 from coach.db import make_engine
 from coach.settings import Settings
 
@@ -43,10 +47,10 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def _upgrade(connection: Connection) -> None:
+def _step(connection: Connection, direction: str, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    (command.upgrade if direction == "up" else command.downgrade)(config, revision)
 
 
 async def current_revision(settings: Settings) -> str | None:
@@ -58,8 +62,25 @@ async def current_revision(settings: Settings) -> str | None:
         await engine.dispose()
 
 
-async def migrate(settings: Settings, *, lock_timeout_s: int = 120) -> tuple[str | None, str]:
-    """Upgrade to head; returns (revision before, revision after)."""
+async def migrate(
+    settings: Settings, *, lock_timeout_s: int = 120, to: str = "head"
+) -> tuple[str | None, str]:
+    """Upgrade to head (or `to`); returns (revision before, revision after)."""
+    before, after = await _locked_step(settings, "up", to, lock_timeout_s)
+    assert after is not None
+    return before, after
+
+
+async def downgrade(
+    settings: Settings, revision: str, *, lock_timeout_s: int = 120
+) -> tuple[str | None, str | None]:
+    """Down to `revision` ("base": nothing left), for rollbacks and the migration tests."""
+    return await _locked_step(settings, "down", revision, lock_timeout_s)
+
+
+async def _locked_step(
+    settings: Settings, direction: str, revision: str, lock_timeout_s: int
+) -> tuple[str | None, str | None]:
     engine = make_engine(settings, pooled=False)
     try:
         async with engine.connect() as conn:
@@ -71,16 +92,24 @@ async def migrate(settings: Settings, *, lock_timeout_s: int = 120) -> tuple[str
                 await conn.execute(text("RESET statement_timeout"))
                 await conn.execute(text(f"SET lock_timeout = '{int(lock_timeout_s)}s'"))
                 await conn.commit()
+            roles = postgres and dbroles.managed(settings)
             try:
+                if roles:
+                    await conn.run_sync(dbroles.ensure_roles, settings)
+                    await conn.run_sync(dbroles.set_owner_role, settings)
+                    await conn.commit()
                 before = await conn.run_sync(_current)
-                await conn.run_sync(_upgrade)
+                await conn.run_sync(_step, direction, revision)
                 await conn.commit()
                 after = await conn.run_sync(_current)
+                if roles:
+                    await conn.run_sync(dbroles.reset_role)
+                    await conn.run_sync(dbroles.grant_app, settings)
+                    await conn.commit()
             finally:
                 if postgres:
                     await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
                     await conn.commit()
-        assert after is not None
         return before, after
     finally:
         await engine.dispose()

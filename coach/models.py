@@ -14,6 +14,7 @@ from sqlalchemy import (
     Dialect,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -50,10 +51,34 @@ class SnippetStatus(enum.StrEnum):
     failed = "failed"
 
 
-class Snippet(Base):
-    __tablename__ = "snippets"
+DEFAULT_TENANT = "default"  # rows from before tenants existed (migration 0002)
+
+
+def tenant_column() -> Mapped[str]:
+    return mapped_column(String(64), server_default=DEFAULT_TENANT)
+
+
+class ApiKey(Base):
+    """Only the sha256 of a key is stored; the plaintext is shown once, at creation."""
+
+    __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    prefix: Mapped[str] = mapped_column(String(16), index=True)  # names the key, proves nothing
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[list[str]] = mapped_column(JSON)  # as granted; implications apply on use
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Snippet(Base):
+    __tablename__ = "snippets"
+    __table_args__ = (Index("ix_snippets_tenant_created_at", "tenant", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = tenant_column()
     title: Mapped[str] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(32))
     object_key: Mapped[str] = mapped_column(String(255), unique=True)
@@ -94,8 +119,15 @@ class Chunk(Base):
 
 class Question(Base):
     __tablename__ = "questions"
+    # The spend limit sums a key's tokens of the day.
+    __table_args__ = (Index("ix_questions_api_key_id_created_at", "api_key_id", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = tenant_column()
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL", name="fk_questions_api_key_id_api_keys"),
+        default=None,
+    )
     question: Mapped[str] = mapped_column(Text)
     answer: Mapped[str] = mapped_column(Text)
     model: Mapped[str] = mapped_column(String(100))

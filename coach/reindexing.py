@@ -73,7 +73,7 @@ class ReindexResult:
         return self.points / self.seconds if self.seconds else 0.0
 
 
-ChunkRow = tuple[Chunk, str, str]  # chunk, snippet title, snippet language
+ChunkRow = tuple[Chunk, str, str, str]  # chunk, snippet title, language, tenant
 
 
 async def reindex(
@@ -223,7 +223,7 @@ async def _chunks_after(
     """The next batch of chunks in id order (of snippets changed since then, if given)."""
     async with rt.sessions() as session:
         query = (
-            select(Chunk, Snippet.title, Snippet.language)
+            select(Chunk, Snippet.title, Snippet.language, Snippet.tenant)
             .join(Snippet, Snippet.id == Chunk.snippet_id)
             .order_by(Chunk.id)
             .limit(batch)
@@ -232,14 +232,15 @@ async def _chunks_after(
             query = query.where(Chunk.id > last_id)
         if changed_since is not None:
             query = query.where(Snippet.updated_at >= changed_since)
-        return [(c, title, language) for c, title, language in (await session.execute(query))]
+        result = await session.execute(query)
+        return [(c, title, language, tenant) for c, title, language, tenant in result]
 
 
 async def _points(rt: Runtime, rows: list[ChunkRow]) -> list[Point]:
     vectors = await asyncio.to_thread(rt.embedder.embed, [r[0].text for r in rows])
     return [
-        (c.id, vec, payload(c.snippet_id, c, title=title, language=language))
-        for (c, title, language), vec in zip(rows, vectors, strict=True)
+        (c.id, vec, payload(c.snippet_id, c, title=title, language=language, tenant=tenant))
+        for (c, title, language, tenant), vec in zip(rows, vectors, strict=True)
     ]
 
 
@@ -254,8 +255,8 @@ async def _catch_up(rt: Runtime, collection: str, since: datetime, batch: int) -
     while rows := await _chunks_after(rt, last_id, batch, changed_since=since):
         await asyncio.to_thread(rt.vectors.upsert, await _points(rt, rows), collection)
         last_id = rows[-1][0].id
-        snippet_ids.update(c.snippet_id for c, _, _ in rows)
-        current += [c.id for c, _, _ in rows]
+        snippet_ids.update(row[0].snippet_id for row in rows)
+        current += [row[0].id for row in rows]
     if snippet_ids:
         await asyncio.to_thread(rt.vectors.delete_stale, collection, snippet_ids, set(current))
     return len(current)

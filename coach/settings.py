@@ -32,6 +32,8 @@ LANGUAGES = (
     "text",
 )  # fmt: skip
 LOG_LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# PostgreSQL role names the migrate step creates: plain identifiers, never quoted oddities.
+ROLE_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
 
 
 class FileEnvSource(PydanticBaseSettingsSource):
@@ -70,18 +72,42 @@ class Settings(BaseSettings):
     service_name: str = Field(default="coach-backend", description="Role: backend/worker/beat.")
     version: str = Field(default=__version__, alias="APP_VERSION")
 
+    # HTTP edge
+    api_docs_enabled: bool | None = Field(
+        default=None,
+        description="Swagger UI at /api/v1/docs; unset: on, except with ENVIRONMENT=production.",
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        description="Peers whose X-Forwarded-For/-Proto gunicorn believes: IPs and CIDRs, or a "
+        "host name standing for the subnets of this container's networks it resolves on "
+        "(backend/forwarded.py).",
+    )
+
     # PostgreSQL (unset host: embedded SQLite)
     postgres_host: str | None = None
     postgres_port: int = 5432
     postgres_user: str = "coach"
     postgres_password: SecretStr = SecretStr("")
     postgres_db: str = "coach"
+    # Least privilege (coach/dbroles.py), read by the migrate step only, which connects as the
+    # bootstrap superuser: with an app password set it keeps three roles up to date, the
+    # schema's owner (no login; migrations run as it), the app's login (rows only) and the
+    # exporter's (pg_monitor). Unset: one role does everything, as in the embedded mode.
+    postgres_owner_role: str = Field(default="coach_owner", pattern=ROLE_NAME)
+    postgres_app_user: str = Field(default="coach_app", pattern=ROLE_NAME)
+    postgres_app_password: SecretStr = SecretStr("")
+    postgres_exporter_user: str = Field(default="coach_exporter", pattern=ROLE_NAME)
+    postgres_exporter_password: SecretStr = SecretStr("")
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_connect_timeout: float = Field(default=3.0, gt=0)
 
     # Redis: Celery broker and result backend (unset host: tasks run eagerly in-process)
     redis_host: str | None = None
     redis_port: int = 6379
+    # An ACL user (the stack's is "app", not allowed CONFIG, FLUSHALL and the other dangerous
+    # commands); empty: Redis' default user.
+    redis_user: str = ""
     redis_password: SecretStr = SecretStr("")
     redis_db: int = Field(default=0, ge=0, le=15)
 
@@ -117,16 +143,56 @@ class Settings(BaseSettings):
     ask_timeout: float = Field(
         default=55.0, gt=0, description="Seconds the API waits for the agent (below nginx's 60)."
     )
+    llm_max_tokens: int = Field(
+        default=1024,
+        ge=16,
+        le=65536,
+        description="max_tokens of every chat completion: the longest answer paid for.",
+    )
+    ask_max_waiting: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Asks one backend process waits for at once; the next gets 503 and "
+        "Retry-After at once.",
+    )
     llm_health_cache_seconds: float = Field(default=60.0, ge=0)
 
     # Limits
     max_snippet_bytes: int = Field(default=256 * 1024, ge=1024)
     chunk_lines: int = Field(default=40, ge=5)
     chunk_overlap: int = Field(default=8, ge=0)
+    chunk_max_bytes: int = Field(
+        default=4096,
+        ge=256,
+        description="Largest chunk in UTF-8 bytes: a longer window is split, a longer line cut.",
+    )
+    prompt_max_bytes: int = Field(
+        default=32768,
+        ge=1024,
+        description="Largest prompt sent to the LLM: the excerpts that would pass it are left out.",
+    )
+    daily_token_budget: int = Field(
+        default=500_000,
+        ge=0,
+        description="Tokens (prompt + completion) one API key may use per UTC day; 0: unlimited.",
+    )
+    clock_offset_seconds: float = Field(
+        default=0.0,
+        description="For tests and drills only: shifts the clock the daily budget reads "
+        "(which UTC day it is).",
+    )
     question_retention_days: int = Field(default=90, ge=1)
 
     # Worker
     task_time_limit: int = Field(default=300, ge=10)
+    max_task_deliveries: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Deliveries of one index message whose worker dies each time; the next one "
+        "marks the snippet failed and drops the message (a poison message).",
+    )
     worker_heartbeat_file: Path = Path("/tmp/coach-worker.heartbeat")  # noqa: S108 - tmpfs by design
     beat_lock_ttl: int = Field(default=60, ge=3, description="Seconds a dead beat's lock lasts.")
     startup_wait: float = Field(
@@ -134,6 +200,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds migrate and the backend wait at start for the database and the "
         "schema (under Swarm nothing orders the services).",
+    )
+
+    # API keys
+    api_key_bootstrap_file: Path | None = Field(
+        default=None,
+        description="A file holding one API key: `migrate` (and the embedded app at start) "
+        "registers it for tenant 'dev' with scope write if it is not known yet.",
     )
 
     # Embedded-mode data (SQLite, Qdrant local files, objects)
@@ -197,7 +270,7 @@ class Settings(BaseSettings):
         parse_logger_levels(value)  # a typo fails at start-up, not silently at the first log line
         return value
 
-    @field_validator("log_file", mode="before")
+    @field_validator("log_file", "api_key_bootstrap_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -224,9 +297,23 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _roles_are_distinct(self) -> Settings:
+        if not self.postgres_app_password.get_secret_value():
+            return self
+        kept = [self.postgres_owner_role, self.postgres_app_user, self.postgres_exporter_user]
+        if len({self.postgres_user, *kept}) != 4:
+            raise ValueError(
+                "POSTGRES_USER (the superuser migrate connects as), POSTGRES_OWNER_ROLE, "
+                "POSTGRES_APP_USER and POSTGRES_EXPORTER_USER must be four different roles"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _chunking_makes_progress(self) -> Settings:
         if self.chunk_overlap >= self.chunk_lines:
             raise ValueError("CHUNK_OVERLAP must be smaller than CHUNK_LINES")
+        if self.prompt_max_bytes <= self.chunk_max_bytes:
+            raise ValueError("PROMPT_MAX_BYTES must be larger than CHUNK_MAX_BYTES")
         return self
 
     # Derived values
@@ -234,6 +321,12 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.postgres_host is None
+
+    @property
+    def serve_api_docs(self) -> bool:
+        if self.api_docs_enabled is None:
+            return self.environment != "production"
+        return self.api_docs_enabled
 
     @property
     def database_url(self) -> str:
@@ -255,7 +348,8 @@ class Settings(BaseSettings):
         if self.redis_host is None:
             return None
         password = self.redis_password.get_secret_value()
-        auth = f":{quote(password, safe='')}@" if password else ""
+        user = quote(self.redis_user, safe="")
+        auth = f"{user}:{quote(password, safe='')}@" if password or user else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     @property

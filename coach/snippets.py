@@ -17,6 +17,7 @@ from coach.errors import InvalidInput, NotFound, PayloadTooLarge
 from coach.models import Chunk, Snippet, SnippetStatus
 from coach.runtime import Runtime
 from coach.settings import LANGUAGES
+from coach.text import SOURCE_WHITESPACE, refuse_controls
 from coach.vectors import payload
 
 log = structlog.get_logger(__name__)
@@ -36,10 +37,14 @@ def validate_content(raw: bytes, *, language: str, max_bytes: int) -> str:
         raise InvalidInput(f"snippet is not valid UTF-8 (byte {exc.start})") from exc
     if not text.strip():
         raise InvalidInput("snippet is empty")
+    try:
+        refuse_controls(text, allowed=SOURCE_WHITESPACE)
+    except ValueError as exc:
+        raise InvalidInput(f"snippet: {exc}") from exc
     return text
 
 
-async def create(rt: Runtime, *, title: str, language: str, raw: bytes) -> Snippet:
+async def create(rt: Runtime, *, tenant: str, title: str, language: str, raw: bytes) -> Snippet:
     """Store the object, then the row (status pending). The caller enqueues indexing."""
     validate_content(raw, language=language, max_bytes=rt.settings.max_snippet_bytes)
     snippet_id = uuid.uuid4()
@@ -50,6 +55,7 @@ async def create(rt: Runtime, *, title: str, language: str, raw: bytes) -> Snipp
         async with session_scope(rt.sessions) as session:
             snippet = Snippet(
                 id=snippet_id,
+                tenant=tenant,
                 title=title,
                 language=language,
                 object_key=key,
@@ -78,19 +84,28 @@ async def set_task(rt: Runtime, *, sid: uuid.UUID, task_id: str) -> None:
             snippet.task_id = task_id
 
 
-async def get(rt: Runtime, snippet_id: uuid.UUID) -> Snippet:
+async def get(rt: Runtime, snippet_id: uuid.UUID, *, tenant: str) -> Snippet:
+    """Another tenant's snippet is as unknown as one that never was: a 404, never a 403 that
+    would tell it exists."""
     async with rt.sessions() as session:
-        snippet = await session.get(Snippet, snippet_id)
+        snippet = await session.scalar(
+            select(Snippet).where(Snippet.id == snippet_id, Snippet.tenant == tenant)
+        )
     if snippet is None:
         raise NotFound(f"no snippet {snippet_id}")
     return snippet
 
 
-async def page(rt: Runtime, *, limit: int, offset: int) -> tuple[Sequence[Snippet], int]:
+async def page(
+    rt: Runtime, *, tenant: str, limit: int, offset: int
+) -> tuple[Sequence[Snippet], int]:
     async with rt.sessions() as session:
-        total = await session.scalar(select(func.count()).select_from(Snippet))
+        total = await session.scalar(
+            select(func.count()).select_from(Snippet).where(Snippet.tenant == tenant)
+        )
         rows = await session.scalars(
             select(Snippet)
+            .where(Snippet.tenant == tenant)
             .order_by(Snippet.created_at.desc(), Snippet.id)
             .limit(limit)
             .offset(offset)
@@ -98,9 +113,11 @@ async def page(rt: Runtime, *, limit: int, offset: int) -> tuple[Sequence[Snippe
         return rows.all(), int(total or 0)
 
 
-async def by_task(rt: Runtime, task_id: str) -> Snippet | None:
+async def by_task(rt: Runtime, task_id: str, *, tenant: str) -> Snippet | None:
     async with rt.sessions() as session:
-        return await session.scalar(select(Snippet).where(Snippet.task_id == task_id))
+        return await session.scalar(
+            select(Snippet).where(Snippet.task_id == task_id, Snippet.tenant == tenant)
+        )
 
 
 async def index(rt: Runtime, snippet_id: uuid.UUID) -> int:
@@ -116,14 +133,19 @@ async def index(rt: Runtime, snippet_id: uuid.UUID) -> int:
         snippet.status = SnippetStatus.indexing
         snippet.error = None
         key, language, title = snippet.object_key, snippet.language, snippet.title
+        tenant = snippet.tenant
     raw = await rt.objects.get_async(key)
     text = raw.decode("utf-8")
     chunks = chunk_text(
-        snippet_id, text, lines=rt.settings.chunk_lines, overlap=rt.settings.chunk_overlap
+        snippet_id,
+        text,
+        lines=rt.settings.chunk_lines,
+        overlap=rt.settings.chunk_overlap,
+        max_bytes=rt.settings.chunk_max_bytes,
     )
     vectors = await asyncio.to_thread(rt.embedder.embed, [c.text for c in chunks])
     points = [
-        (c.id, vec, payload(snippet_id, c, title=title, language=language))
+        (c.id, vec, payload(snippet_id, c, title=title, language=language, tenant=tenant))
         for c, vec in zip(chunks, vectors, strict=True)
     ]
     await asyncio.to_thread(rt.vectors.ensure)
@@ -161,13 +183,14 @@ async def mark_failed(rt: Runtime, snippet_id: uuid.UUID, error: str) -> None:
             snippet.error = error[:2000]
 
 
-async def stale_pending(rt: Runtime, *, older_than_s: float) -> list[uuid.UUID]:
-    """Snippets whose indexing was never picked up (e.g. the enqueue was lost in a crash)."""
+async def stale_pending(rt: Runtime, *, older_than_s: float) -> list[tuple[uuid.UUID, str | None]]:
+    """(id, task id) of snippets whose indexing was never picked up (e.g. the enqueue was lost
+    in a crash); the task id is None when none was ever stored."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
     async with rt.sessions() as session:
-        rows = await session.scalars(
-            select(Snippet.id).where(
+        rows = await session.execute(
+            select(Snippet.id, Snippet.task_id).where(
                 Snippet.status == SnippetStatus.pending, Snippet.updated_at < cutoff
             )
         )
-        return list(rows.all())
+        return [(sid, task_id) for sid, task_id in rows.all()]

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from qdrant_client import QdrantClient, models
 
+from coach.models import DEFAULT_TENANT
 from coach.settings import Settings
 
 
@@ -31,11 +32,13 @@ class ChunkLike(Protocol):
 
 
 def payload(
-    snippet_id: uuid.UUID, chunk: ChunkLike, *, title: str, language: str
+    snippet_id: uuid.UUID, chunk: ChunkLike, *, title: str, language: str, tenant: str
 ) -> dict[str, Any]:
-    """What a point carries: enough to cite the chunk without a database round trip."""
+    """What a point carries: enough to cite the chunk without a database round trip, and the
+    tenant every search filters on."""
     return {
         "snippet_id": str(snippet_id),
+        "tenant": tenant,
         "ordinal": chunk.ordinal,
         "title": title,
         "language": language,
@@ -43,6 +46,16 @@ def payload(
         "end_line": chunk.end_line,
         "text": chunk.text,
     }
+
+
+def tenant_condition(tenant: str) -> models.Condition:
+    """Points of `tenant`. Points written before tenants existed carry none: they are the
+    'default' tenant's (as their rows are, migration 0002) until a reindex rewrites them."""
+    match = models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))
+    if tenant != DEFAULT_TENANT:
+        return match
+    unset = models.IsEmptyCondition(is_empty=models.PayloadField(key="tenant"))
+    return models.Filter(should=[match, unset])
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,8 @@ class VectorStore:
                 vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
             )
             if self.kind == "server":  # local mode ignores payload indexes (and warns)
-                client.create_payload_index(name, "snippet_id", models.PayloadSchemaType.KEYWORD)
+                for field in ("snippet_id", "tenant"):
+                    client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
 
     def target(self) -> str | None:
         """The physical collection the alias points at, if any."""
@@ -170,17 +184,22 @@ class VectorStore:
             )
 
     def search(
-        self, vector: list[float], *, top_k: int, snippet_id: uuid.UUID | None = None
+        self,
+        vector: list[float],
+        *,
+        top_k: int,
+        tenant: str,
+        snippet_id: uuid.UUID | None = None,
     ) -> list[Hit]:
-        query_filter = None
+        """The nearest chunks of this tenant's snippets (of one snippet, if given)."""
+        must: list[Any] = [tenant_condition(tenant)]
         if snippet_id is not None:
-            query_filter = models.Filter(
-                must=[
-                    models.FieldCondition(
-                        key="snippet_id", match=models.MatchValue(value=str(snippet_id))
-                    )
-                ]
+            must.append(
+                models.FieldCondition(
+                    key="snippet_id", match=models.MatchValue(value=str(snippet_id))
+                )
             )
+        query_filter = models.Filter(must=must)
         with self._client() as client:
             result = client.query_points(
                 self.alias, query=vector, limit=top_k, query_filter=query_filter, with_payload=True

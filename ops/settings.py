@@ -57,6 +57,46 @@ class OpsSettings(BaseSettings):
         description="For drills and tests only: `invoke doctor` reports this many bytes free "
         "under the engine's data-root instead of measuring it.",
     )
+    # Off-site copies of backups (ops/data/offsite.py): a destination with credentials of its
+    # own, never the app's S3 ones; the secret key only ever in a file.
+    backup_offsite: bool = Field(
+        default=False,
+        description="Copy every backup `invoke backup` makes off-site (as --offsite does).",
+    )
+    offsite_url: str | None = Field(
+        default=None,
+        pattern=r"^(s3://[^/\s]+(/\S*)?)?$",
+        description="Where off-site copies go: s3://BUCKET/PREFIX; a backup lands under "
+        "PREFIX/<backup name>/.",
+    )
+    offsite_endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^(https?://\S+)?$",
+        description="S3 endpoint of the off-site store (MinIO, Ceph...); default: AWS S3.",
+    )
+    offsite_region: str = Field(default="us-east-1", description="Region of the off-site store.")
+    offsite_access_key_id: str | None = Field(
+        default=None, description="Access key id of the off-site store (not the app's)."
+    )
+    offsite_secret_key_file: Path | None = Field(
+        default=None,
+        description="File holding the off-site store's secret access key. Without key id and "
+        "file, the store's ambient credentials (an instance role) are used.",
+    )
+    backup_age_recipient: str | None = Field(
+        default=None,
+        pattern=r"^(age1[02-9ac-hj-np-z]{58})?$",
+        description="age public key (age1...): every off-site object is encrypted to it.",
+    )
+    backup_age_recipients_file: Path | None = Field(
+        default=None,
+        description="File of age public keys, one a line ('#' comments): encrypted to each.",
+    )
+    backup_age_identity_file: Path | None = Field(
+        default=None,
+        description="age identity (private key) file that decrypts fetched off-site copies; "
+        "kept off the backup host, brought only to restore.",
+    )
 
     @field_validator("registry_map", mode="before")
     @classmethod

@@ -1,6 +1,7 @@
 """The one Celery app. Reliability settings follow Celery's own advice for idempotent tasks:
 late acks, re-queue when a worker dies, one message prefetched at a time, and a visibility
-timeout longer than any task may run, set identically everywhere it is read."""
+timeout longer than any task may run, set identically everywhere it is read. coach.ask is
+the exception: at most once, acked on receipt (worker/tasks.py says why)."""
 
 from __future__ import annotations
 

@@ -10,29 +10,19 @@ from typing import Any, TypeVar
 
 import structlog
 from celery import Task
-from celery.exceptions import MaxRetriesExceededError
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from coach import agent, logfiles, reindexing, snippets
-from coach.errors import CoachError, NotFound, Unavailable
+from coach import agent, failures, logfiles, reindexing, snippets
+from coach.errors import CoachError, InternalError, NotFound
 from coach.llm import LLMError
 from coach.metrics import LLM_UP, SNIPPETS_FAILED, SNIPPETS_INDEXED
 from coach.runtime import Runtime
 from coach.settings import get_settings
 from worker import observability  # noqa: F401 - connects the signal handlers where tasks live
 from worker.celery_app import app
+from worker.deliveries import DeliveryCapped, send_once
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-# Dependencies that come back by themselves: retry with backoff instead of failing the snippet.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    Unavailable,
-    OperationalError,
-    DBAPIError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
 
 
 def run(work: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -49,48 +39,105 @@ def run(work: Callable[[Runtime], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-@app.task(name="coach.index_snippet", bind=True, max_retries=8)
+class IndexTask(DeliveryCapped):
+    def on_delivery_limit(
+        self, deliveries: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        snippet_id = args[0] if args else kwargs["snippet_id"]
+        _fail(uuid.UUID(snippet_id), f"worker lost {deliveries} times while indexing")
+
+
+@app.task(name="coach.index_snippet", bind=True, max_retries=8, base=IndexTask)
 def index_snippet(self: Task, snippet_id: str) -> dict[str, Any]:
+    """Dependencies that come back by themselves are retried with backoff; anything else fails
+    the snippet. The snippet's `error` is a fixed reason users may read; the exception is in
+    this log."""
     sid = uuid.UUID(snippet_id)
     try:
         chunks = run(lambda rt: snippets.index(rt, sid))
     except NotFound:
         log.warning("snippet vanished before indexing", snippet_id=snippet_id)
         return {"snippet_id": snippet_id, "status": "missing"}
-    except TRANSIENT as exc:
-        try:
-            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60))
-        except MaxRetriesExceededError:
-            _fail(sid, f"gave up after {self.request.retries} retries: {exc}")
-            raise
     except Exception as exc:
-        _fail(sid, f"{type(exc).__name__}: {exc}")
-        raise
+        if not failures.is_unavailable(exc):
+            log.exception("indexing failed", snippet_id=snippet_id)
+            _fail(sid, _reason(exc))
+            raise
+        retries = self.request.retries
+        if retries >= self.max_retries:  # retry() would re-raise exc without failing the snippet
+            log.error(
+                "indexing gave up", snippet_id=snippet_id, retries=retries, error=str(exc)[:300]
+            )
+            _fail(sid, f"gave up after {retries} retries: {failures.dependency(exc)} unavailable")
+            raise
+        raise self.retry(exc=exc, countdown=min(2**retries, 60)) from exc
     SNIPPETS_INDEXED.inc()
     return {"snippet_id": snippet_id, "status": "indexed", "chunks": chunks}
 
 
+def _reason(exc: Exception) -> str:
+    """Why indexing failed, in words that carry no exception text."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "indexing failed: the stored object is not valid UTF-8"
+    if isinstance(exc, FileNotFoundError):
+        return "indexing failed: the stored object is missing"
+    if isinstance(exc, CoachError):  # our own messages, written for users
+        return f"indexing failed: {exc.message}"
+    return "indexing failed: an unexpected error (the worker's log has the details)"
+
+
 def _fail(sid: uuid.UUID, message: str) -> None:
-    run(lambda rt: snippets.mark_failed(rt, sid, message))
+    try:
+        run(lambda rt: snippets.mark_failed(rt, sid, message))
+    except Exception:  # the database too may be what failed: the task fails all the same
+        log.exception("snippet not marked failed", snippet_id=str(sid), reason=message)
+        return
     SNIPPETS_FAILED.inc()
 
 
-@app.task(name="coach.ask")
+# At most once, unlike the index tasks: acked when it starts, never redelivered when a worker
+# dies. An ask pays for an LLM call, and its API request has given up by the time a redelivery
+# could run; the learner asks again instead.
+@app.task(name="coach.ask", acks_late=False, reject_on_worker_lost=False)
 def ask(
-    question: str, snippet_id: str | None, top_k: int, trace_id: str | None = None
+    question: str,
+    snippet_id: str | None,
+    top_k: int,
+    trace_id: str | None = None,
+    deadline: float | None = None,
+    *,
+    tenant: str,
+    api_key_id: str | None = None,
 ) -> dict[str, Any]:
     """The coach agent runs on the workers: its LLM calls scale with them, and one request's
     trace runs from the API through this task into every agent step. Domain errors come back
-    as data (type and message), so the API can answer with the right status."""
+    as data (type and message), so the API can answer with the right status. `deadline`: the
+    Unix time the API stops waiting at; no step starts after it. `tenant` has no default: a
+    message without one fails rather than reading some tenant's code."""
     sid = uuid.UUID(snippet_id) if snippet_id else None
+    key_id = uuid.UUID(api_key_id) if api_key_id else None
     try:
         answer = run(
-            lambda rt: agent.ask(rt, question, top_k=top_k, snippet_id=sid, trace_id=trace_id)
+            lambda rt: agent.ask(
+                rt,
+                question,
+                top_k=top_k,
+                snippet_id=sid,
+                tenant=tenant,
+                api_key_id=key_id,
+                trace_id=trace_id,
+                deadline=deadline,
+            )
         )
-    except CoachError as exc:
-        return {"error": type(exc).__name__, "message": exc.message}
-    except LLMError as exc:
-        return {"error": "Unavailable", "message": f"the LLM API is unavailable: {exc}"}
+    except Exception as exc:
+        # Whatever it was comes back as data in the API's terms (coach.failures); an exception
+        # that escaped would be re-raised in the API as itself, past its error mapping.
+        error = failures.as_coach_error(exc)
+        if isinstance(error, InternalError):
+            log.exception("ask failed", exc_info=exc)
+        elif not isinstance(exc, CoachError):
+            log.warning("ask failed", error=error.message, cause=str(exc)[:300])
+        return {"error": type(error).__name__, "message": error.message}
     return answer.to_dict()
 
 
@@ -154,9 +201,14 @@ def llm_probe() -> dict[str, Any]:
 
 @app.task(name="coach.requeue_pending")
 def requeue_pending(older_than_s: float = 300) -> dict[str, Any]:
-    """Safety net: a snippet committed but never enqueued (crash in between) gets indexed."""
+    """Safety net: a snippet committed but never enqueued (a crash in between) gets indexed,
+    under the task id it already has, so the id its client holds stays valid; and never a
+    second message while the first may still be queued (worker.deliveries.send_once)."""
     stale = run(lambda rt: snippets.stale_pending(rt, older_than_s=older_than_s))
-    for sid in stale:
-        task_id = str(index_snippet.delay(str(sid)).id)
-        run(partial(snippets.set_task, sid=sid, task_id=task_id))
-    return {"requeued": len(stale)}
+    sent = 0
+    for sid, known_id in stale:
+        task_id = known_id or str(uuid.uuid4())
+        if known_id is None:  # never enqueued: the id is stored before its message goes out
+            run(partial(snippets.set_task, sid=sid, task_id=task_id))
+        sent += send_once(index_snippet, task_id, [str(sid)])
+    return {"requeued": sent, "still_queued": len(stale) - sent}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops.cli import data, host, images, secrets, stack, swarm
+from ops.cli import data, host, images, keys, secrets, stack, swarm
 from ops.cli.spec import Command
 
 COMMANDS: tuple[Command[Any], ...] = (
@@ -18,5 +18,6 @@ COMMANDS: tuple[Command[Any], ...] = (
     *host.COMMANDS,
     *images.COMMANDS,
     *secrets.COMMANDS,
+    *keys.COMMANDS,
     *swarm.COMMANDS,
 )

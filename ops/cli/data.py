@@ -13,12 +13,14 @@ from coach.settings import get_settings
 from ops.cli.common import ChangeOptions, JsonOption, TargetOptions, WriterOptions
 from ops.cli.spec import Command, opt
 from ops.console import Reporter, human_size, table
-from ops.data.backup import DEFAULT_ROOT, backup, complete_backups, expired
+from ops.data.backup import DEFAULT_ROOT, backup, complete_backups, expired, fetch
 from ops.data.logclean import clean
 from ops.data.manifest import MANIFEST, Manifest
+from ops.data.offsite import Destination
 from ops.data.reindex import reindex
 from ops.data.restore import restore
 from ops.errors import OpsError, UsageError
+from ops.settings import get_settings as ops_settings
 
 # --- backup ---------------------------------------------------------------------------------
 
@@ -33,9 +35,16 @@ class BackupOptions(TargetOptions, ChangeOptions, JsonOption):
         "keeps it)",
         metavar="DAYS",
     )
+    offsite: bool = opt(
+        False,
+        "also copy it off-site (COACH_OFFSITE_*; on for every backup with "
+        "COACH_BACKUP_OFFSITE=true), encrypted to COACH_BACKUP_AGE_RECIPIENT when set, every "
+        "object read back and its sha256 checked",
+    )
     upload_to: str | None = opt(
         None,
-        "also copy the backup there, with the app's S3 endpoint and credentials",
+        "the off-site destination instead of COACH_OFFSITE_URL (implies --offsite; still the "
+        "COACH_OFFSITE_* credentials, never the app's)",
         metavar="s3://BUCKET/PREFIX",
     )
     list: bool = opt(False, "list the backups and exit", short="l")
@@ -69,11 +78,20 @@ def _retention_plan(options: BackupOptions) -> list[Path]:
     return expired(existing, keep=keep, keep_days=options.keep_days, now=datetime.now(UTC))
 
 
+def _offsite_destination(options: BackupOptions) -> Destination | None:
+    """Checked before the backup starts: a wrong off-site setting must not cost a backup."""
+    settings = ops_settings()
+    if not (options.offsite or options.upload_to or settings.backup_offsite):
+        return None
+    return Destination.from_settings(settings, options.upload_to)
+
+
 def run_backup(options: BackupOptions, reporter: Reporter) -> None:
     if options.list:
         _list_backups(options, reporter)
         return
     going = _retention_plan(options)
+    destination = _offsite_destination(options)
     if options.dry_run:
         reporter.result(
             "dry run: no backup made; retention would then delete "
@@ -93,7 +111,7 @@ def run_backup(options: BackupOptions, reporter: Reporter) -> None:
         options.dest,
         keep=options.keep,
         keep_days=options.keep_days,
-        upload_to=options.upload_to,
+        offsite_to=destination,
         reporter=reporter,
     )
     manifest = result.manifest
@@ -107,7 +125,7 @@ def run_backup(options: BackupOptions, reporter: Reporter) -> None:
         ("rows", ", ".join(f"{n} {t}" for t, n in manifest.tables.items())),
         ("objects", manifest.objects["count"]),
         ("vectors", manifest.vectors.get("snapshot") or manifest.vectors.get("note")),
-        ("uploaded to", result.uploaded or "-"),
+        ("off-site copy", result.uploaded or "-"),
         ("removed by retention", ", ".join(p.name for p in result.removed) or "-"),
     ]
     reporter.result(
@@ -137,12 +155,18 @@ schema revision, row counts, tool versions, and the sha256 and size of every fil
 The directory is written as <name>.partial and renamed only when complete: a directory without
 that suffix is always a whole backup. Retention (--keep, --keep-days) deletes older backups
 after the new one is complete; it asks first unless --yes, and --dry-run lists what it would
-delete. Exit status 0 when complete, 1 otherwise.
+delete. Every directory is 0700 and every file 0600.
+
+--offsite (or COACH_BACKUP_OFFSITE=true) then copies it to COACH_OFFSITE_URL with the
+COACH_OFFSITE_* credentials (the secret key read from COACH_OFFSITE_SECRET_KEY_FILE), each file
+encrypted to COACH_BACKUP_AGE_RECIPIENT(S_FILE) when set, and reads every object back: a sha256
+that differs from what was sent fails the backup, naming the object. Exit status 0 when
+complete, 1 otherwise.
 
 examples:
   ./run invoke backup                                   # the development compose stack
   ./run invoke backup --keep 7 --keep-days 30 --yes     # then apply retention
-  ./run invoke backup --prod --upload-to s3://coach-backups/nightly
+  ./run invoke backup --prod --offsite                  # COACH_OFFSITE_URL and its keys
   ./run invoke backup --list                            # the backups there are
   ./run python scripts/backup.py --keep 7 --yes         # the same without Invoke
 """,
@@ -166,6 +190,11 @@ class RestoreOptions(WriterOptions, ChangeOptions, JsonOption):
     no_safety_backup: bool = opt(
         False,
         "skip the backup of the current state (when the current database cannot be dumped)",
+    )
+    from_offsite: bool = opt(
+        False,
+        "fetch backup NAME from the off-site copy (COACH_OFFSITE_*) into --backups-dir first: "
+        "decrypted with COACH_BACKUP_AGE_IDENTITY_FILE, every file checked against its manifest",
     )
 
 
@@ -193,7 +222,17 @@ def _confirm_on_terminal(question: str) -> bool:
 
 def run_restore(options: RestoreOptions, reporter: Reporter) -> None:
     assert options.backup is not None  # required: checked by Command.build
-    directory = backup_directory(options.backup, options.backups_dir)
+    if options.from_offsite:
+        settings = ops_settings()
+        directory = fetch(
+            options.backups_dir,
+            options.backup,
+            Destination.from_settings(settings),
+            settings.backup_age_identity_file,
+            reporter,
+        )
+    else:
+        directory = backup_directory(options.backup, options.backups_dir)
     restore(
         options.target(),
         directory,
@@ -222,11 +261,16 @@ objects; migrations run when the backup's schema is older; vectors come from the
 snapshot, or are rebuilt from the chunks table. It ends with a verification table (rows,
 objects, checksums, vectors); exit status 0 only when every check passes.
 
+--from-offsite first downloads backup NAME from COACH_OFFSITE_URL into --backups-dir/NAME,
+decrypting it with COACH_BACKUP_AGE_IDENTITY_FILE when it was encrypted (refused without it),
+and checks every file against the manifest; then it restores as above.
+
 examples:
   ./run invoke restore --backup 20250101T030000Z --dry-run   # the preflight only
   ./run invoke restore --backup 20250101T030000Z --yes
   ./run invoke restore --prod --backup 20250101T030000Z     # asks on a terminal
   ./run python scripts/restore.py --backup backups/20250101T030000Z --yes
+  ./run invoke restore --prod --backup 20250101T030000Z --from-offsite --dry-run
 """,
 )
 

@@ -47,15 +47,18 @@ def opt(
     metavar: str | None = None,
     required: bool = False,
     shown: str | None = None,
+    positional: bool = False,
 ) -> Any:
     """A command-line option: the field's name is the flag (`keep_days` -> `--keep-days`).
-    `shown` is the default as --help says it, where the value itself is machine-specific."""
+    `shown` is the default as --help says it, where the value itself is machine-specific.
+    `positional`: a bare argument (`keys.revoke ID`), so required; Invoke also takes --flag."""
     meta = {
         "help": help,
         "short": short,
         "metavar": metavar,
-        "required": required,
+        "required": required or positional,
         "shown": shown,
+        "positional": positional,
     }
     if isinstance(default, list):
         return dataclasses.field(default_factory=list, metadata=meta)
@@ -74,6 +77,7 @@ class Flag:
     metavar: str | None
     required: bool
     shown: str | None = None
+    positional: bool = False
 
     @property
     def long(self) -> str:
@@ -137,6 +141,7 @@ def flags_of(options: type) -> list[Flag]:
                 meta.get("metavar"),
                 bool(meta.get("required")),
                 meta.get("shown"),
+                bool(meta.get("positional")),
             )
         )
     return flags
@@ -180,6 +185,7 @@ class _SpecTask(Task[Callable[..., None]]):
                     default=default if kind is not list else [],
                     help=flag.full_help,
                     attr_name=flag.name if "_" in flag.name else None,
+                    positional=flag.positional,
                 )
             )
         return arguments
@@ -215,7 +221,11 @@ class Command(Generic[Opts]):
         )
         for flag in flags_of(self.options):
             common: dict[str, Any] = {"help": flag.full_help, "dest": flag.name}
-            if flag.kind is bool:
+            if flag.positional:
+                parser.add_argument(
+                    flag.name, help=flag.full_help, metavar=flag.metavar, type=_argparse_type(flag)
+                )
+            elif flag.kind is bool:
                 parser.add_argument(*flag.option_strings, action="store_true", **common)
             elif flag.kind is list:
                 parser.add_argument(
@@ -244,6 +254,12 @@ class Command(Generic[Opts]):
                 value = []
             if flag.required and value in (None, ""):
                 raise UsageError(f"{self.name}: {flag.long} is required")
+            if flag.positional and str(value).startswith("-"):
+                # Invoke fills a missing positional with the next word, even `--help`.
+                raise UsageError(
+                    f"{self.name} takes {flag.metavar or flag.name} first, not {value!r} "
+                    f"(`invoke --help {self.name}` lists the options)"
+                )
             values[flag.name] = value
         return self.options(**values)
 

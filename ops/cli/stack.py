@@ -13,7 +13,7 @@ from ops.console import Reporter, megabytes, say, table
 from ops.errors import HostError, OpsError, StackError
 from ops.host import engine
 from ops.images.bake import image_size
-from ops.stack import doctor, embedded
+from ops.stack import doctor, embedded, keys, secrets
 from ops.stack import up as stacks
 from ops.stack.project import Project
 
@@ -100,6 +100,8 @@ def run_up(options: UpOptions, reporter: Reporter) -> None:
     )
     if not result.ok:
         raise StackError(f"unhealthy: {', '.join(result.failed)}")
+    if (key := keys.dev_key_file(result.project)) and key.is_file():
+        reporter.event("api_key", secrets.dev_api_key_note(key), file=str(key))
 
 
 UP = Command(

@@ -4,10 +4,13 @@
     objects/<key>        every object of the object store
     qdrant/<c>.snapshot  a snapshot of the collection behind the alias (Qdrant server only)
     manifest.json        versions, revision, row counts, and sha256 + size of every file
+    offsite.json         once copied off-site: where to, and the sha256 of what was sent
 
 It is written into `<name>.partial` and renamed only once complete, so a directory without
 that suffix is always a whole backup. The dump and the row counts come from one exported
 snapshot of the database, so the manifest describes exactly the rows the dump holds.
+Directories are 0700 and files 0600 from the moment they exist (ops/data/private.py): a backup
+is every snippet and question.
 """
 
 from __future__ import annotations
@@ -23,18 +26,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import urlsplit
-
-import obstore
-from obstore.store import S3Store
+from typing import Any
 
 import coach
 from coach.objects import ObjectStore
 from coach.settings import Settings
 from coach.vectors import VectorStore
 from ops.console import Reporter, human_size
-from ops.data import postgres, qdrant
+from ops.data import offsite, postgres, qdrant
 from ops.data.manifest import (
     DUMP,
     MANIFEST,
@@ -45,6 +44,8 @@ from ops.data.manifest import (
     object_path,
     sha256_file,
 )
+from ops.data.offsite import Destination
+from ops.data.private import private_dir, private_open, write_private
 from ops.data.target import Target
 from ops.errors import OpsError
 from ops.paths import ROOT
@@ -77,30 +78,30 @@ def backup(
     label: str = "",
     keep: int | None = None,
     keep_days: float | None = None,
-    upload_to: str | None = None,
+    offsite_to: Destination | None = None,
     reporter: Reporter | None = None,
 ) -> BackupResult:
-    """Back up `target` into a new directory under `root`; then upload it (`upload_to`,
-    s3://bucket/prefix) and apply retention (`keep` newest and/or those newer than
-    `keep_days`). Raises on any failure, leaving no directory that looks complete."""
+    """Back up `target` into a new directory under `root`; then copy it off-site
+    (`offsite_to`, every object read back and checked) and apply retention (`keep` newest
+    and/or those newer than `keep_days`). Raises on any failure, leaving no directory that
+    looks complete."""
     reporter = reporter or Reporter()
     if keep is not None and keep < 1:
         raise OpsError("--keep must be at least 1: the backup just made is always kept")
     started = time.monotonic()
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root, parents=True, exist_ok=True)
     with locked(root):
         for stale in root.glob(f"*{PARTIAL}"):  # a killed earlier run: never complete
             reporter.event("stale", f"removing unfinished {stale.name}", path=str(stale))
             shutil.rmtree(stale)
         name = _new_name(root, label)
-        partial = root / f"{name}{PARTIAL}"
-        partial.mkdir()
+        partial = private_dir(root / f"{name}{PARTIAL}")
         try:
             reporter.event(
                 "start", f"backing up {target.name} into {root / name}", path=str(root / name)
             )
             manifest = _write(target, partial, name, reporter)
-            (partial / MANIFEST).write_text(manifest.dumps())
+            write_private(partial / MANIFEST, manifest.dumps().encode())
             final = partial.rename(root / name)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -114,7 +115,7 @@ def backup(
             bytes=size,
             seconds=round(seconds, 3),
         )
-        uploaded = upload(final, upload_to, target.settings(), reporter) if upload_to else None
+        uploaded = _offsite(final, manifest, offsite_to, reporter) if offsite_to else None
         removed = tuple(apply_retention(root, keep=keep, keep_days=keep_days, reporter=reporter))
     return BackupResult(final, manifest, seconds, size, uploaded, removed)
 
@@ -122,7 +123,7 @@ def backup(
 @contextmanager
 def locked(root: Path) -> Iterator[None]:
     """One backup (or restore's safety backup) at a time per directory."""
-    with (root / ".lock").open("a") as lock:
+    with private_open(root / ".lock", "ab") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -212,8 +213,8 @@ async def _download_objects(
                 reporter.event("object-vanished", f"object {key} vanished mid-backup", key=key)
                 return
         path = directory / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        private_dir(path.parent, parents=True, exist_ok=True)
+        write_private(path, data)
         files[relative] = FileEntry(hashlib.sha256(data).hexdigest(), len(data))
         total_bytes += len(data)
         reporter.progress(
@@ -254,7 +255,7 @@ def _snapshot_vectors(
         reporter.event("vectors-skipped", f"vectors: {note}", note=note)
         return {"mode": vectors.kind, "collection": collection, "snapshot": None, "note": note}, {}
     relative = f"{QDRANT}/{collection}.snapshot"
-    (directory / QDRANT).mkdir()
+    private_dir(directory / QDRANT)
     with qdrant.client(settings) as http:
         server_version = qdrant.version(http)
         qdrant.snapshot(
@@ -335,50 +336,54 @@ def apply_retention(
     return gone
 
 
-def upload(path: Path, url: str, settings: Settings, reporter: Reporter) -> str:
-    """Copy a finished backup to s3://bucket/prefix/<name>/, through obstore with the app's
-    S3 endpoint and credentials; the manifest goes last, so a copy cut short has none."""
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise OpsError(f"--upload-to {url!r}: expected s3://bucket/prefix")
-    options: dict[str, Any] = {"region": settings.s3_region}
-    if settings.s3_endpoint_url:
-        options |= {
-            "endpoint": settings.s3_endpoint_url,
-            "virtual_hosted_style_request": False,
-            "client_options": {"allow_http": settings.s3_endpoint_url.startswith("http://")},
-        }
-    if settings.s3_access_key_id:
-        options |= {
-            "access_key_id": settings.s3_access_key_id,
-            "secret_access_key": settings.s3_secret_access_key.get_secret_value(),
-        }
-    prefix = "/".join(p for p in (parts.path.strip("/"), path.name) if p)
-    store = S3Store(parts.netloc, prefix=prefix, **cast(Any, options))
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
-    every = [*files, path / MANIFEST]
-    total = sum(file.stat().st_size for file in every)
-    sent = 0
-    for file in every:
-        obstore.put(store, file.relative_to(path).as_posix(), file)
-        sent += file.stat().st_size
-        reporter.progress(
-            "upload",
-            f"upload: {human_size(sent)} of {human_size(total)}",
-            completed=sent,
-            total=total,
-            unit="bytes",
-            bytes=sent,
-        )
-    destination = f"s3://{parts.netloc}/{prefix}/"
+def _offsite(path: Path, manifest: Manifest, to: Destination, reporter: Reporter) -> str:
+    """The off-site copy, its encrypted files staged in a scratch directory beside the backup
+    (same disk; a killed run leaves a *.partial that the next backup removes)."""
+    scratch = private_dir(path.parent / f".{path.name}-offsite{PARTIAL}")
+    try:
+        return offsite.upload(path, manifest, to, scratch, reporter).url
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fetch(
+    root: Path,
+    name: str,
+    source: Destination,
+    identity_file: Path | None,
+    reporter: Reporter | None = None,
+) -> Path:
+    """Download the off-site copy of backup `name` into `root/name` (decrypted and verified
+    against its manifest); then it restores like any local backup."""
+    reporter = reporter or Reporter()
+    if not NAME.match(name):
+        raise OpsError(f"{name!r} is not a backup name (YYYYMMDDTHHMMSSZ[-label])")
+    private_dir(root, parents=True, exist_ok=True)
+    with locked(root):
+        final = root / name
+        if final.exists():
+            raise OpsError(
+                f"{final} exists already: restore it without --from-offsite, or move it away"
+            )
+        partial = root / f"{name}{PARTIAL}"
+        shutil.rmtree(partial, ignore_errors=True)  # a fetch cut short earlier
+        private_dir(partial)
+        reporter.event("fetch", f"fetching {source.where(name)} into {final}", path=str(final))
+        try:
+            manifest = offsite.download(source, name, partial, identity_file, reporter)
+            partial.rename(final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    size = sum(e.size for e in manifest.files.values())
     reporter.progress(
-        "upload",
-        f"uploaded to {destination}",
+        "fetch",
+        f"fetched {name}: {human_size(size)}, every file matches its manifest",
         done=True,
-        completed=sent,
-        total=total,
+        completed=size,
+        total=size,
         unit="bytes",
-        bytes=sent,
-        url=destination,
+        bytes=size,
+        path=str(final),
     )
-    return destination
+    return final

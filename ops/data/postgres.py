@@ -17,6 +17,7 @@ from typing import IO
 
 from ops.console import echo
 from ops.data.manifest import CHUNK, TABLES
+from ops.data.private import private_open
 from ops.data.target import Target
 from ops.errors import CommandError
 from ops.proc import run
@@ -130,7 +131,7 @@ def dump(target: Target, path: Path, *, snapshot: str = "", progress: Progress) 
     )  # fmt: skip
     echo(argv)
     digest, written = hashlib.sha256(), 0
-    with _stderr_file() as err, path.open("wb") as out:
+    with _stderr_file() as err, private_open(path) as out:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
         while block := proc.stdout.read(CHUNK):

@@ -15,6 +15,7 @@ import httpx
 
 from coach.settings import Settings
 from ops.data.manifest import CHUNK
+from ops.data.private import private_open
 
 
 def client(settings: Settings, *, timeout: float = 600) -> httpx.Client:
@@ -45,7 +46,7 @@ def snapshot(
     info: dict[str, Any] = created.json()["result"]
     url = f"/collections/{collection}/snapshots/{info['name']}"
     try:
-        with http.stream("GET", url) as response, dest.open("wb") as out:
+        with http.stream("GET", url) as response, private_open(dest) as out:
             response.raise_for_status()
             written = 0
             for block in response.iter_bytes(CHUNK):

@@ -78,6 +78,7 @@ class _Plan:
 
     manifest: Manifest
     settings: Settings
+    migration: Settings  # the migrate step's: the schema's owner and the roles
     items: int  # table-of-contents entries of the dump: what pg_restore works through
     needs_migration: bool
     vectors: str  # "snapshot" or "reindex"
@@ -218,9 +219,9 @@ def _preflight(target: Target, directory: Path, reporter: Reporter) -> _Plan:
             f"{target.name}: no way to stop the writers was given (--stop-cmd/--start-cmd, or "
             "--no-writers when nothing writes)"
         )
-    settings = target.settings()
+    settings, migration = target.settings(), target.migration_settings()
     vectors, why = _vectors_plan(manifest, settings)
-    return _Plan(manifest, settings, items, needs_migration, vectors, why)
+    return _Plan(manifest, settings, migration, items, needs_migration, vectors, why)
 
 
 def _replace(
@@ -266,9 +267,12 @@ def _replace(
         written=uploaded,
         deleted=deleted,
     )
-    migrated = None
-    if plan.needs_migration:
-        migrated = asyncio.run(migrate(settings))
+    # Always the migrate step, as it runs in the stack: besides a schema older than this code,
+    # it gives the tables back to their owner role and the app its grants (a backup from before
+    # the least-privilege roles holds tables of the superuser, and no grant).
+    steps = asyncio.run(migrate(plan.migration))
+    migrated = steps if plan.needs_migration else None
+    if migrated is not None:
         reporter.event(
             "migrated", f"schema migrated {migrated[0]} -> {migrated[1]}", revision=migrated[1]
         )

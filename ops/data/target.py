@@ -48,6 +48,11 @@ class Target(Protocol):
     def can_stop_writers(self) -> bool: ...
     def postgres_container(self) -> str: ...
     def settings(self) -> Settings: ...
+    def migration_settings(self) -> Settings:
+        """The settings the migrate step runs with (schema owner, roles): may differ from the
+        app's, whose database role changes rows only."""
+        ...
+
     def stop_writers(self) -> list[str]:
         """Stop whatever writes to the stores; returns what was running (to start again)."""
         ...
@@ -125,6 +130,7 @@ class ContainerTarget:
     container: str
     env: Mapping[str, str]
     writers: Writers | None = None
+    migration_env: Mapping[str, str] | None = None  # None: `env` migrates too
     db_user: str = "coach"
     db_name: str = "coach"
 
@@ -141,6 +147,9 @@ class ContainerTarget:
 
     def settings(self) -> Settings:
         return settings_from_env(self.env)
+
+    def migration_settings(self) -> Settings:
+        return settings_from_env(self.env if self.migration_env is None else self.migration_env)
 
     def stop_writers(self) -> list[str]:
         if self.writers is None:
@@ -211,7 +220,14 @@ class ComposeTarget:
         return found[0]
 
     def settings(self) -> Settings:
-        env = self._secrets_resolved(self._service_env(roles.settings_service(self.config())))
+        return self._settings_of(roles.settings_service(self.config()))
+
+    def migration_settings(self) -> Settings:
+        return self._settings_of(roles.migrate_service(self.config()), stores=False)
+
+    def _settings_of(self, service: str, *, stores: bool = True) -> Settings:
+        """`stores=False`: the database only (the migrate step reaches no other store)."""
+        env = self._secrets_resolved(self._service_env(service))
         env.pop("REDIS_HOST", None)  # not needed here; the app's Redis is no business of ours
         overrides = dict(self.overrides)
         published = self._published()
@@ -226,7 +242,7 @@ class ComposeTarget:
             if env.get(variable) and variable not in overrides:
                 env[variable] = self._reachable_url(published, env[variable])
         env |= overrides
-        if not (env.get("QDRANT_URL") and env.get("S3_ENDPOINT_URL")):
+        if stores and not (env.get("QDRANT_URL") and env.get("S3_ENDPOINT_URL")):
             self._data_dir = self._volume_dir(env.get("DATA_DIR", ""))
             env["DATA_DIR"] = str(self._data_dir)
         return settings_from_env(env)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from ops.console import say
 from ops.paths import ROOT, STATE_DIR
+from ops.stack import secrets
 
 # Settings that would point the app at external services; unset so they cannot leak in.
 EXTERNAL = ("POSTGRES_HOST", "REDIS_HOST", "QDRANT_URL", "S3_ENDPOINT_URL", "LLM_BASE_URL")
@@ -21,7 +23,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     env = {k: v for k, v in os.environ.items() if k not in EXTERNAL}
     env.setdefault("DATA_DIR", str(STATE_DIR / "embedded"))
     env.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")  # as the image: stable HTTP names
+    # The dev stack's key, registered by the app at startup: the same file, the same clients.
+    if "API_KEY_BOOTSTRAP_FILE" not in env:
+        env["API_KEY_BOOTSTRAP_FILE"] = str(secrets.dev_api_key())
     say(f"embedded mode: http://{host}:{port}/health  (data in {env['DATA_DIR']}; Ctrl-C stops)")
+    say(secrets.dev_api_key_note(Path(env["API_KEY_BOOTSTRAP_FILE"])))
     argv = [sys.executable, "-m", "uvicorn", "backend.app:app", "--host", host, "--port", str(port)]
     # exec, not a child: SIGTERM/SIGINT sent to this pid then reach uvicorn itself, so stopping
     # `invoke up --embedded` can never leave an orphaned server holding the port.

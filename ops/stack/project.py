@@ -23,7 +23,7 @@ Env = Literal["dev", "prod"]
 class Project:
     env: Env
     profiles: tuple[str, ...] = ()
-    tls: bool = False  # add docker-compose.tls.yml (nginx on 8443 with secrets tls_cert/key)
+    tls: bool = False  # add docker-compose.tls.yml (nginx HTTPS with secrets tls_cert/key)
     # Tests run their own project beside a developer's, with their own ports and volumes.
     project_name: str | None = None
     overrides: tuple[tuple[str, str], ...] = ()
@@ -82,6 +82,11 @@ class Project:
         # The compose file's ${COACH_PYPI_MIRROR}, validated by the settings.
         env.setdefault("COACH_PYPI_MIRROR", get_settings().pypi_mirror or "")
         env.setdefault("APP_REVISION", _git_revision())
+        if self.env == "dev":
+            # docker-compose.tls.yml publishes 0.0.0.0:443 for production; a developer's
+            # HTTPS stays on the loopback, on a port that needs no root-owned one free.
+            env.setdefault("HTTPS_BIND", "127.0.0.1")
+            env.setdefault("HTTPS_PORT", "8443")
         return env
 
     def run(

@@ -129,6 +129,18 @@ def store_of(config: Mapping[str, Any], service: str) -> Store | None:
     return store
 
 
+def migrate_service(config: Mapping[str, Any]) -> str:
+    """The app's one-shot service, the migrate step: its settings are the ones that may change
+    the schema and keep the database's roles (coach/dbroles.py)."""
+    found = services_with(config, role="one-shot", label=APP)
+    if len(found) != 1:
+        raise StackError(
+            f"{len(found)} one-shot app services ({', '.join(found) or 'none'}): the tooling "
+            "needs exactly one, the migrate step"
+        )
+    return found[0]
+
+
 def settings_service(config: Mapping[str, Any]) -> str:
     """The service whose environment holds the app settings the tooling uses."""
     return _the_one(config, SETTINGS, "true")

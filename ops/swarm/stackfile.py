@@ -135,8 +135,15 @@ def _service(
     out = {k: v for k, v in spec.items() if k not in DROPPED | {"volumes"} and v is not None}
     if "deploy" in spec:
         out["deploy"] = _deploy(spec["deploy"])
-    # A list, in a stable order; compose gives a map with per-network options we do not use.
-    out["networks"] = sorted(spec.get("networks") or {})
+    # In a stable order; of compose's per-network options only aliases matter (the backend's
+    # edge-only name, which nginx and TRUSTED_PROXIES rely on).
+    networks = spec.get("networks") or {}
+    aliases = {k: v["aliases"] for k, v in networks.items() if v and v.get("aliases")}
+    out["networks"] = (
+        {k: {"aliases": aliases[k]} if k in aliases else {} for k in sorted(networks)}
+        if aliases
+        else sorted(networks)
+    )
     mounts, configs = _mounts(spec, stack, objects)
     if mounts:
         out["volumes"] = mounts

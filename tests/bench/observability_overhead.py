@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from ops.console import table
-from tests.support.embedded import EMBEDDED_ENV_KEYS
+from tests.support.embedded import EMBEDDED_ENV_KEYS, bearer, dev_key
 from tests.support.otlp import OtlpReceiver
 from tests.support.processes import ROOT
 from tests.support.samples import FIB
@@ -58,6 +58,8 @@ async def _measure(list_count: int, ask_count: int) -> dict[str, float]:
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
     ):
+        # The dev key the embedded app made in DATA_DIR as it started, as every client sends.
+        client.headers.update(bearer(dev_key(get_settings().data_dir)))
         for n in range(5):
             snippet = {"title": f"fib{n}.py", "language": "python", "content": FIB + f"# {n}\n"}
             (await client.post("/api/v1/snippets", json=snippet)).raise_for_status()

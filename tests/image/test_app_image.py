@@ -4,6 +4,7 @@ compares with a naive single-stage build of the same app, built in the same run.
 
 from __future__ import annotations
 
+import secrets
 import tarfile
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from ops.images.build import build_image
 from ops.paths import ROOT
 from ops.proc import run
 from tests.image.conftest import BuiltImage, inspect
+from tests.support import apikeys
 from tests.support.processes import free_port, wait_until
 
 SIZE_BUDGET = 450 * 10**6  # bytes; the runtime deps alone are ~230 MB (numpy, grpc via qdrant)
@@ -100,8 +102,13 @@ def _assert_layer_clean(data: bytes, marker: str) -> None:
                 assert marker.encode() not in content.read(), f"secret in {entry.name}"
 
 
-def test_runs_with_read_only_root_filesystem(app_image: BuiltImage) -> None:
+def test_runs_with_read_only_root_filesystem(app_image: BuiltImage, tmp_path: Path) -> None:
     port = free_port()
+    # The embedded app registers this key at startup, as the dev stack's migrate does.
+    key = f"coach_{secrets.token_urlsafe(32)}"
+    key_file = tmp_path / "api_key"
+    key_file.write_text(key)
+    key_file.chmod(0o644)  # read by the image's uid 10001 through the bind mount
     container = run(
         [
             "docker",
@@ -118,6 +125,10 @@ def test_runs_with_read_only_root_filesystem(app_image: BuiltImage) -> None:
             "org.coach.test=1",
             "-p",
             f"127.0.0.1:{port}:8000",
+            "-v",
+            f"{key_file}:/run/secrets/api_key:ro",
+            "-e",
+            "API_KEY_BOOTSTRAP_FILE=/run/secrets/api_key",
             app_image.ref,
         ],
         capture=True,
@@ -136,6 +147,7 @@ def test_runs_with_read_only_root_filesystem(app_image: BuiltImage) -> None:
             f"http://127.0.0.1:{port}/api/v1/snippets",
             timeout=10,
             json={"title": "ro.py", "language": "python", "content": "x = 1\n"},
+            headers=apikeys.headers(key),
         )
         assert upload.status_code == 202, upload.text
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.support.processes import wait_until
 from tests.support.samples import FIB
@@ -66,6 +67,32 @@ def test_worker_killed_mid_indexing_loses_nothing(app_stack: Stack) -> None:
     assert attempts >= 2, "the task must have run again after the kill"
     assert snippet["chunk_count"] == 13  # 400 lines in windows of 40 advancing by 32
     assert app_stack.procs["worker"].alive(), "the worker replaces its killed pool process"
+
+
+def test_worker_killed_mid_ask_never_pays_for_the_llm_call_twice(app_stack: Stack) -> None:
+    """An ask is acked on receipt: the message is not redelivered to the replacement pool
+    process (which would call the LLM again for a request that is giving up); the API answers
+    503 at its deadline instead, and the next ask is served."""
+    control = app_stack.llm.control
+    control.chat_open.clear()  # the LLM call hangs: the ask is mid-flight
+    calls = control.calls["chat"]
+    with app_stack.client(timeout=60) as http, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(http.post, "/api/v1/coach/ask", json={"question": "what is fib?"})
+        wait_until(lambda: control.chat_held == 1, seconds=60, what="the worker calling the LLM")
+        [child] = app_stack.procs["worker"].children()
+        os.kill(child, signal.SIGKILL)
+        wait_until(
+            lambda: app_stack.procs["worker"].children() not in ([], [child]),
+            seconds=60,
+            what="the worker replacing its killed pool process",
+        )
+        control.chat_open.set()  # a redelivered ask would now be answered at once
+        given_up = pending.result()
+        assert given_up.status_code == 503, given_up.text
+        assert control.calls["chat"] == calls + 1, "the killed ask's call was made again"
+        again = http.post("/api/v1/coach/ask", json={"question": "what is fib?"})
+    assert again.status_code == 200, again.text
+    assert control.calls["chat"] == calls + 2
 
 
 def test_postgres_outage_gives_fast_503_and_recovers(app_stack: Stack) -> None:

@@ -1,10 +1,14 @@
 """Backup and restore against the running app (real PostgreSQL, a Celery worker and the backend
-as host processes, objects in S3): every row and every object comes back exactly, and a backup
-that is not exactly what it was is refused before anything is touched."""
+as host processes, objects in S3): every row and every object comes back exactly, from a local
+backup or from its encrypted off-site copy (a second bucket on the same S3 server, reached with
+credentials of its own), and a backup that is not exactly what it was is refused before anything
+is touched."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +16,15 @@ from typing import Any
 
 import httpx
 import obstore
+import pyrage
 import pytest
-from obstore.store import S3Store
 
 from coach.migrate import head_revision
-from ops.data.backup import backup, complete_backups
+from ops.data.backup import backup, complete_backups, fetch
 from ops.data.manifest import DUMP, MANIFEST, BackupCorrupt, verify
+from ops.data.offsite import Destination
 from ops.data.restore import restore
+from ops.settings import OpsSettings
 from tests.support.ops_target import (
     delete_object,
     object_digests,
@@ -55,10 +61,12 @@ def test_restore_brings_back_every_row_and_object(app_stack: Stack, tmp_path: Pa
     assert len(rows["chunks"]) > 3 and len(rows["questions"]) >= 2 and len(objects) >= 3
 
     root = tmp_path / "backups"
-    upload_bucket = _bucket(app_stack, "coach-backups")
+    identity = pyrage.x25519.Identity.generate()
+    offsite = Offsite(app_stack, tmp_path, str(identity.to_public()))
     target = stack_target(app_stack)
-    made = backup(target, root, upload_to=f"s3://{upload_bucket}/nightly")
+    made = backup(target, root, offsite_to=Destination.from_settings(offsite.settings))
     manifest = made.manifest
+    assert _modes(made.path) == {0o700, 0o600} and _modes(root) == {0o700, 0o600}
     assert complete_backups(root) == [made.path] and not list(root.glob("*.partial"))
     assert manifest.tables == {table: len(found) for table, found in rows.items()}
     assert manifest.objects["count"] == len(objects)
@@ -66,10 +74,10 @@ def test_restore_brings_back_every_row_and_object(app_stack: Stack, tmp_path: Pa
     assert manifest.tools["pg_dump"].startswith("pg_dump (PostgreSQL) ")
     assert manifest.vectors["snapshot"] is None and "rebuilds" in manifest.vectors["note"]
     assert verify(made.path) == manifest
-    assert _uploaded(app_stack, upload_bucket, f"nightly/{made.path.name}") == {
-        *manifest.files,
-        MANIFEST,
-    }
+    sealed = _objects(offsite, made.path.name)
+    assert set(sealed) == {f"{name}.age" for name in [*manifest.files, MANIFEST]}
+    assert sealed[f"{DUMP}.age"] != (made.path / DUMP).read_bytes()
+    assert b"s0_step_1" not in sealed[f"objects/snippets/{ids[0]}.age"], "encrypted"
 
     # Everything changes: a snippet deleted (its chunks and citations with it), a title edited,
     # a snippet added; an object deleted, another overwritten.
@@ -81,7 +89,23 @@ def test_restore_brings_back_every_row_and_object(app_stack: Stack, tmp_path: Pa
     put_object(app_stack, f"snippets/{ids[1]}", b"overwritten\n")
     assert table_rows(app_stack) != rows and object_digests(app_stack) != objects
 
-    restored = restore(target, made.path, yes=True, backups_root=root)
+    # The restore host has the bucket but not yet the private key: refused, nothing touched.
+    changed = table_rows(app_stack)
+    elsewhere = tmp_path / "restore-host"
+    args = ("--backup", made.path.name, "--from-offsite", "--yes", "--no-writers")
+    last = _script(
+        app_stack, "restore.py", *args, "--backups-dir", str(elsewhere), exit_code=1,
+        env=offsite.env,
+    )[-1]  # fmt: skip
+    assert last["event"] == "error" and "is encrypted (age) and no identity" in last["message"]
+    assert table_rows(app_stack) == changed and not (elsewhere / made.path.name).exists()
+
+    key = tmp_path / "keys" / "backup-identity.txt"
+    key.parent.mkdir(mode=0o700)
+    key.write_text(f"{identity}\n")
+    fetched = fetch(elsewhere, made.path.name, Destination.from_settings(offsite.settings), key)
+    assert verify(fetched) == manifest and _modes(fetched) == {0o700, 0o600}
+    restored = restore(target, fetched, yes=True, backups_root=elsewhere)
 
     assert restored.ok, restored.checks
     assert table_rows(app_stack) == rows, "every row, every column, as backed up"
@@ -151,7 +175,13 @@ def test_a_corrupted_backup_is_refused_before_anything_is_touched(
     assert table_rows(app_stack) == rows
 
 
-def _script(stack: Stack, name: str, *args: str, exit_code: int = 0) -> list[dict[str, Any]]:
+def _script(
+    stack: Stack,
+    name: str,
+    *args: str,
+    exit_code: int = 0,
+    env: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """Run scripts/<name> --json against the stack's postgres container; its stdout events."""
     done = subprocess.run(
         [
@@ -162,7 +192,7 @@ def _script(stack: Stack, name: str, *args: str, exit_code: int = 0) -> list[dic
             "--postgres-container",
             postgres_container_id(stack),
         ],
-        env=stack.env,
+        env={**stack.env, **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
@@ -172,21 +202,38 @@ def _script(stack: Stack, name: str, *args: str, exit_code: int = 0) -> list[dic
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def _bucket(stack: Stack, name: str) -> str:
-    """A second bucket on the stack's S3 server, for uploaded copies of backups."""
-    httpx.put(f"{stack.env['S3_ENDPOINT_URL']}/{name}", timeout=10).raise_for_status()
-    return name
+class Offsite:
+    """The off-site destination: its own bucket on the stack's S3 server, its own key pair
+    (moto takes any), its secret in a file; the settings as COACH_* variables, as an operator
+    sets them."""
+
+    def __init__(self, stack: Stack, tmp_path: Path, recipient: str) -> None:
+        bucket = "coach-offsite"
+        httpx.put(f"{stack.env['S3_ENDPOINT_URL']}/{bucket}", timeout=10).raise_for_status()
+        secret = tmp_path / "offsite_secret_key"
+        secret.write_text("offsite-writer-secret\n")
+        self.env = {
+            "COACH_OFFSITE_URL": f"s3://{bucket}/nightly",
+            "COACH_OFFSITE_ENDPOINT_URL": stack.env["S3_ENDPOINT_URL"],
+            "COACH_OFFSITE_ACCESS_KEY_ID": "offsite-writer",
+            "COACH_OFFSITE_SECRET_KEY_FILE": str(secret),
+            "COACH_BACKUP_AGE_RECIPIENT": recipient,
+        }
+        assert self.env["COACH_OFFSITE_ACCESS_KEY_ID"] != stack.env["S3_ACCESS_KEY_ID"]
+        fields = {k.removeprefix("COACH_").lower(): v for k, v in self.env.items()}
+        self.settings = OpsSettings.model_validate(fields)
 
 
-def _uploaded(stack: Stack, bucket: str, prefix: str) -> set[str]:
-    store = S3Store(
-        bucket,
-        prefix=prefix,
-        endpoint=stack.env["S3_ENDPOINT_URL"],
-        access_key_id=stack.env["S3_ACCESS_KEY_ID"],
-        secret_access_key=stack.env["S3_SECRET_ACCESS_KEY"],
-        region="us-east-1",
-        virtual_hosted_style_request=False,
-        client_options={"allow_http": True},
-    )
-    return {item["path"] for batch in obstore.list(store) for item in batch}
+def _objects(offsite: Offsite, name: str) -> dict[str, bytes]:
+    """Every object of a backup's off-site copy, as stored."""
+    store = Destination.from_settings(offsite.settings).store(name)
+    return {
+        item["path"]: bytes(obstore.get(store, item["path"]).bytes())
+        for batch in obstore.list(store)
+        for item in batch
+    }
+
+
+def _modes(directory: Path) -> set[int]:
+    """The permission bits of `directory` and of everything in it."""
+    return {stat.S_IMODE(os.lstat(p).st_mode) for p in [directory, *directory.rglob("*")]}

@@ -17,13 +17,14 @@ from ops.data.restore import restore
 from ops.data.target import ComposeTarget
 from ops.stack import roles
 from ops.stack import up as stacks
+from tests.support import apikeys
 from tests.support.compose import isolated_project
 from tests.support.processes import wait_until
 
 
 class Api:
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30)
+    def __init__(self, base_url: str, key: str) -> None:
+        self.http = apikeys.client(base_url, key, timeout=30)
 
     def upload(self, title: str, lines: int) -> str:
         content = "\n".join(f"def {title}_{i}(x):\n    return x + {i}" for i in range(lines))
@@ -53,7 +54,8 @@ def compose_stack(_engine: None) -> Iterator[tuple[ComposeTarget, Api]]:
     result = stacks.up(project)
     try:
         assert result.ok, result.failed
-        yield ComposeTarget(project), Api(f"http://127.0.0.1:{ports['HTTP_PORT']}")
+        api = Api(f"http://127.0.0.1:{ports['HTTP_PORT']}", apikeys.dev_key(project))
+        yield ComposeTarget(project), api
     finally:
         stacks.down(project, volumes=True)
 

@@ -134,3 +134,8 @@ def test_networks_are_overlays_and_data_stays_internal(stack_file: StackFile) ->
     assert {p["mode"] for p in ports} == {"host"}
     published = [s for s, spec in _services(stack_file).items() if spec.get("ports")]
     assert published == ["nginx"]
+    # nginx's upstream name, and the one the backend trusts forwarded headers from, exists on
+    # the edge network only: the stack file keeps that alias.
+    backend_networks = _services(stack_file)["backend"]["networks"]
+    assert backend_networks["edge"] == {"aliases": ["backend-edge"]}
+    assert set(backend_networks) == {"app", "edge", "egress", "observability"}

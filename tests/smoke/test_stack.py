@@ -7,7 +7,6 @@ import json
 import shutil
 import ssl
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,14 +14,15 @@ import pytest
 from ops.images.catalog import load_images
 from ops.paths import COMPOSE_DIR
 from ops.proc import run
-from ops.stack import roles, secrets
+from ops.stack import keys, roles, secrets
 from ops.stack import up as stacks
 from ops.stack.project import Project
 from ops.stack.up import status_rows
 from tests.smoke.conftest import SmokeStack
-from tests.support import flow
+from tests.support import apikeys, flow
 from tests.support.processes import free_port, wait_until
 from tests.support.samples import FIB
+from tests.support.tls import self_signed
 
 SERVICES = [
     "prometheus",
@@ -122,7 +122,7 @@ def test_prod_stack_comes_up_healthy_hardened(
     secrets from a directory of its own — and still every available service healthy."""
     root = tmp_path_factory.mktemp("prod-secrets")
     secrets.generate("prod", root=root)
-    _self_signed(root / "prod")
+    self_signed(root / "prod")
     env_file = root / ".env.prod"
     shutil.copy(COMPOSE_DIR / ".env.prod.example", env_file)
     env_file.write_text(
@@ -135,6 +135,7 @@ def test_prod_stack_comes_up_healthy_hardened(
         project_name=prefix,
         tls=True,
         overrides=(
+            ("HTTPS_BIND", "127.0.0.1"),
             ("HTTPS_PORT", str(https_port)),
             ("SECRETS_DIR", str(root / "prod")),
             ("PROD_ENV_FILE", str(env_file)),
@@ -146,11 +147,21 @@ def test_prod_stack_comes_up_healthy_hardened(
     try:
         result = stacks.up(project, build=False)
         assert result.ok, result.failed
+        # No development key in production: one made the operators' way (`keys.create`).
+        assert not (root / "prod" / "api_key").exists()
+        key = keys.create(keys.in_project(project), tenant="ops", scope="read").secret
         trust = ssl.create_default_context(cafile=str(root / "prod" / "tls_cert"))
         with httpx.Client(verify=trust, timeout=10) as https:
             ready = https.get(f"https://localhost:{https_port}/health/ready")
+            listed = https.get(
+                f"https://localhost:{https_port}/api/v1/snippets", headers=apikeys.headers(key)
+            )
+            anonymous = https.get(f"https://localhost:{https_port}/api/v1/snippets")
+            docs = https.get(f"https://localhost:{https_port}/api/v1/docs")
+        assert docs.status_code == 404, "no Swagger UI in production by default"
         assert ready.status_code == 200
         assert ready.headers["strict-transport-security"] == "max-age=63072000"
+        assert (listed.status_code, anonymous.status_code) == (200, 401), listed.text
     finally:
         stacks.down(project)
         volumes = run(
@@ -199,29 +210,3 @@ def test_prometheus_scrapes_every_target_and_sees_llm_requests(smoke: SmokeStack
     labels = series[0]["metric"]
     assert isinstance(labels, dict) and {"model", "status"} <= set(labels), labels
     assert labels["status"] == "ok"
-
-
-def _self_signed(directory: Path) -> None:
-    run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(directory / "tls_key"),
-            "-out",
-            str(directory / "tls_cert"),
-        ],
-        capture=True,
-        quiet=True,
-    )
-    (directory / "tls_key").chmod(0o644)  # read by nginx's uid 101 through the bind mount

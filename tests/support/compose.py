@@ -8,11 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import httpx
 
+from ops.stack import keys
 from ops.stack import up as stacks
 from ops.stack.project import Project
+from tests.support import apikeys
 from tests.support.processes import free_port
 
 PUBLISHED = (
@@ -56,9 +59,20 @@ class ComposeStack:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['DEV_PROMETHEUS_PORT']}"
 
-    def client(self, timeout: float = 15) -> httpx.Client:
-        """Through nginx, as a user reaches the app."""
-        return httpx.Client(base_url=self.base_url, timeout=timeout)
+    @cached_property
+    def api_key(self) -> str:
+        """The development stack's own key (tenant dev, scope write)."""
+        return apikeys.dev_key(self.project)
+
+    def client(
+        self, timeout: float = 15, *, key: str | None = None, anonymous: bool = False
+    ) -> httpx.Client:
+        """Through nginx, as a user reaches the app: with `key`, else the stack's own;
+        `anonymous`: with none."""
+        return apikeys.client(self.base_url, None if anonymous else key or self.api_key, timeout)
+
+    def key_runner(self) -> keys.Runner:
+        return keys.in_project(self.project)
 
     def failures(self) -> str:
         return "\n".join(f"{service}: {detail}" for service, detail in self.result.failed.items())

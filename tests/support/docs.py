@@ -230,10 +230,24 @@ def _invoke_core() -> Flags:
     return _flags([*program.core_args(), *program.task_args()])
 
 
+@cache
+def invoke_positionals() -> dict[str, int]:
+    """Task name -> how many bare arguments it takes (`keys.revoke ID`)."""
+    import tasks  # noqa: PLC0415 - as invoke_tasks
+
+    return {
+        name: len(context.positional_args)
+        for context in tasks.ns.to_contexts()
+        for name in (context.name, *context.aliases)
+        if name
+    }
+
+
 def _invoke_problems(words: list[str]) -> list[str]:
     known = invoke_tasks()
     task: str | None = None
     expecting = "no"
+    bare = 0  # bare arguments the task still takes
     for raw in words:
         word = raw.strip("[]")  # [--optional] in usage lines
         if not word:
@@ -242,6 +256,9 @@ def _invoke_problems(words: list[str]) -> list[str]:
             expecting == "maybe" and not word.startswith("-") and word not in known
         ):
             expecting = "no"
+            continue
+        if bare and not word.startswith("-"):
+            bare -= 1
             continue
         flag, has_value, _ = word.partition("=")
         if flag.startswith("-") and flag != "-":
@@ -254,7 +271,7 @@ def _invoke_problems(words: list[str]) -> list[str]:
             continue
         if word not in known:
             return [f"invoke: no task {word!r}"]
-        task, expecting = word, "no"
+        task, expecting, bare = word, "no", invoke_positionals()[word]
     return []
 
 

@@ -3,7 +3,8 @@
 No real LLM can be reached from these machines; this fake speaks the same protocol so the
 application's OpenAI client, retries, health probe and metrics run for real. It answers
 deterministically, embeds with the application's own hashing embedder, and can be told to be
-slow or to fail, to provoke the faults the tests need.
+slow, to hold its answers or to fail, to provoke the faults the tests need; it keeps the chat
+requests it received, so tests can see what the application sent (max_tokens, the prompt).
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ class Control:
     down: bool = False  # every call 503 (and /models too)
     calls: dict[str, int] = field(default_factory=lambda: {"chat": 0, "embeddings": 0, "models": 0})
     embedded_texts: list[str] = field(default_factory=list)
+    chat_requests: list[dict[str, Any]] = field(default_factory=list)  # the JSON bodies
+    chat_received_at: list[float] = field(default_factory=list)  # Unix time of every chat call
+    # Cleared: chat calls wait (counted in chat_held) until it is set again.
+    chat_open: threading.Event = field(default_factory=lambda: _set(threading.Event()))
+    chat_held: int = 0
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def make_app(control: Control) -> FastAPI:
@@ -50,12 +61,21 @@ def make_app(control: Control) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request, authorization: str | None = Header(default=None)) -> Any:
         control.calls["chat"] += 1
+        control.chat_received_at.append(time.time())
         if (denied := unauthorised(authorization)) is not None:
             return denied
         if control.fail_next > 0:
             control.fail_next -= 1
             return JSONResponse({"error": {"message": "try again"}}, status_code=503)
         body = await request.json()
+        control.chat_requests.append(body)
+        if not control.chat_open.is_set():
+            control.chat_held += 1
+            try:
+                while not control.chat_open.is_set():
+                    await asyncio.sleep(0.01)
+            finally:
+                control.chat_held -= 1
         prompt = body["messages"][-1]["content"]
         cited = sorted(
             {line.split("]")[0] + "]" for line in prompt.splitlines() if line.startswith("[")}

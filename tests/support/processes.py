@@ -131,9 +131,17 @@ def wait_answering(proc: Proc, url: str, seconds: float = 60) -> None:
     wait_until(ready, seconds=seconds, what=f"{proc.name} answering {url}")
 
 
-def worker(env: Mapping[str, str], logdir: Path, name: str = "worker") -> Proc:
+def worker(
+    env: Mapping[str, str],
+    logdir: Path,
+    name: str = "worker",
+    *,
+    app: str = "worker.celery_app",
+    queue: str | None = None,
+) -> Proc:
     """A worker with the role's name, as compose runs it, and a metrics directory of its own
-    (emptied at each start, like the image's tmpfs)."""
+    (emptied at each start, like the image's tmpfs). `app` and `queue`: a test's own tasks,
+    served by a worker of their own."""
     env = {
         **env,
         "SERVICE_NAME": "coach-worker",
@@ -143,7 +151,7 @@ def worker(env: Mapping[str, str], logdir: Path, name: str = "worker") -> Proc:
         "-m",
         "celery",
         "-A",
-        "worker.celery_app",
+        app,
         "worker",
         "--loglevel=INFO",
         "--concurrency=1",
@@ -151,6 +159,7 @@ def worker(env: Mapping[str, str], logdir: Path, name: str = "worker") -> Proc:
         f"--hostname={name}@%h",
         "--without-gossip",
         "--without-mingle",
+        *([f"--queues={queue}"] if queue else []),
     )
     proc = Proc(name, argv, env, logdir).start()
     wait_until(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from tests.support import processes
+from ops.stack import keys
+from tests.support import apikeys, processes
 from tests.support.containers import container, running
 from tests.support.fake_llm import API_KEY, FakeLLMServer
 from tests.support.otlp import OtlpReceiver
@@ -43,8 +45,33 @@ class Stack:
     def worker_metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}/metrics"
 
-    def client(self, timeout: float = 10) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=timeout)
+    @property
+    def api_key(self) -> str:
+        """The stack's own key (tenant dev, scope write), registered by its migrate."""
+        return apikeys.read_key(Path(self.env["API_KEY_BOOTSTRAP_FILE"]))
+
+    def client(
+        self, timeout: float = 10, *, key: str | None = None, anonymous: bool = False
+    ) -> httpx.Client:
+        """With `key`, else the stack's own; `anonymous`: with none."""
+        return apikeys.client(self.base_url, None if anonymous else key or self.api_key, timeout)
+
+    def key_runner(self) -> keys.Runner:
+        """The app's key command on this host, with the stack's settings (as in a container)."""
+
+        def runner(args: Sequence[str]) -> tuple[int, str, str]:
+            done = subprocess.run(
+                processes.python("-m", "coach", "keys", *args),
+                env=self.env,
+                cwd=processes.ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            return done.returncode, done.stdout, done.stderr
+
+        return runner
 
     def upload(self, title: str, content: str, language: str = "python") -> dict[str, Any]:
         with self.client() as http:
@@ -167,12 +194,15 @@ def stack(variant: str, workdir: Path, *, otlp_endpoint: str | None = None) -> I
             "EMBEDDING_PROVIDER": "openai",
             "DATA_DIR": str(workdir / "data"),
             "TASK_TIME_LIMIT": "60",
+            "ASK_TIMEOUT": "20",  # the tests that outwait an ask's deadline wait this long
             "PYTHONUNBUFFERED": "1",
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint or otlp.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # ms: spans reach the receiver soon after
             "OTEL_METRIC_EXPORT_INTERVAL": "500",  # ms: and the GenAI metric points
             "OTEL_SEMCONV_STABILITY_OPT_IN": "http",  # as the image sets it
             "WORKER_METRICS_PORT": str(processes.free_port()),
+            # Registered by the migrate below, as the dev stack's key is.
+            "API_KEY_BOOTSTRAP_FILE": str(_key_file(workdir)),
         }
         procs: dict[str, processes.Proc] = {}
         if variant == "upstream-images":
@@ -201,6 +231,12 @@ def stack(variant: str, workdir: Path, *, otlp_endpoint: str | None = None) -> I
         finally:
             for proc in reversed(list(result.procs.values())):
                 proc.stop()
+
+
+def _key_file(workdir: Path) -> Path:
+    path = workdir / "api_key"
+    path.write_text(f"coach_{secrets.token_urlsafe(32)}\n")
+    return path
 
 
 def _local_vectors_and_objects(

@@ -14,8 +14,9 @@ import pytest
 
 from ops.paths import COMPOSE_DIR
 from ops.proc import run
-from ops.stack import secrets
+from ops.stack import keys, secrets
 from ops.swarm import cluster
+from tests.support import apikeys
 from tests.support.processes import free_port
 
 STACK = "coach-swarm-test"
@@ -28,9 +29,21 @@ class SwarmStack:
     secrets_dir: Path
     overrides: tuple[tuple[str, str], ...]
     first: cluster.DeployResult
+    api_key: str = ""  # made when the stack is up: production has no dev key
 
     def client(self, timeout: float = 15) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=timeout)
+        return apikeys.client(self.base_url, self.api_key, timeout)
+
+    def key_runner(self) -> keys.Runner:
+        """The app's key command in a running backend task (Swarm has no `compose exec`)."""
+        found = run(
+            ["docker", "ps", "--quiet", "--filter", "status=running", "--filter",
+             f"label=com.docker.swarm.service.name={self.name}_backend"],
+            capture=True,
+            quiet=True,
+        ).stdout.split()  # fmt: skip
+        assert found, f"no running backend task of {self.name}"
+        return keys.in_container(found[0])
 
     def deploy(self, app_image: str | None = None) -> cluster.DeployResult:
         return cluster.deploy(self.name, app_image=app_image, overrides=self.overrides, timeout=420)
@@ -69,7 +82,9 @@ def swarm_stack(
         first = cluster.deploy(STACK, overrides=overrides, timeout=420)
         assert first.ok, first.failed
         print(f"swarm stack healthy after {first.seconds:.1f}s")
-        yield SwarmStack(STACK, f"http://127.0.0.1:{port}", root / "prod", overrides, first)
+        stack = SwarmStack(STACK, f"http://127.0.0.1:{port}", root / "prod", overrides, first)
+        stack.api_key = apikeys.make_key(stack, "swarm-test", "write")
+        yield stack
     finally:
         _remove(STACK)
 

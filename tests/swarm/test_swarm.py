@@ -105,8 +105,8 @@ def test_workers_scale_to_three_and_share_the_queue(swarm_stack: SwarmStack) -> 
 class Load:
     """GETs through nginx at a fixed rate from a few threads; every non-200 is a failure."""
 
-    def __init__(self, base_url: str, paths: list[str], rps: int) -> None:
-        self.base_url, self.paths, self.rps = base_url, paths, rps
+    def __init__(self, stack: SwarmStack, paths: list[str], rps: int) -> None:
+        self.stack, self.paths, self.rps = stack, paths, rps
         self.statuses: Counter[str] = Counter()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -114,7 +114,7 @@ class Load:
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(4)]
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=30) as http:
+        with self.stack.client(timeout=30) as http:
             while not self._stop.is_set():
                 with self._lock:
                     n = self._next
@@ -155,7 +155,7 @@ def test_rolling_update_under_load_fails_no_request(swarm_stack: SwarmStack) -> 
         sid = flow.upload(http)
         flow.wait_indexed(http, sid)
     paths = [f"/api/v1/snippets/{sid}", "/api/v1/snippets", "/health/ready"]
-    with Load(swarm_stack.base_url, paths, LOAD_RPS) as load:
+    with Load(swarm_stack, paths, LOAD_RPS) as load:
         result = swarm_stack.deploy(release)
         time.sleep(LOAD_TAIL_S)
     total = sum(load.statuses.values())

@@ -3,14 +3,15 @@ object directory and eager tasks, in a temporary directory per test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from coach.settings import get_settings
-from tests.support.embedded import EMBEDDED_ENV_KEYS
+from tests.support.embedded import EMBEDDED_ENV_KEYS, create_key, keyed_client
 
 
 @pytest.fixture
@@ -26,7 +27,14 @@ def embedded_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 @pytest.fixture
 def client(embedded_env: Path) -> Iterator[TestClient]:
+    """The embedded app, called with its dev key (tenant "dev", scope write) by default."""
     from backend.app import create_app  # noqa: PLC0415 - after the environment is set
 
-    with TestClient(create_app(get_settings()), raise_server_exceptions=False) as test_client:
+    with keyed_client(create_app(get_settings()), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def make_key(client: TestClient) -> Callable[[str, str], str]:
+    """make_key(tenant, scope) -> a new key for `client`'s app."""
+    return partial(create_key, client)

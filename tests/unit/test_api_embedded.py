@@ -149,6 +149,46 @@ def test_listing_is_paginated_newest_first(client: TestClient) -> None:
             422,
             "InvalidInput",
         ),
+        *(
+            (
+                {"json": {"title": title, "language": "python", "content": "x = 1\n"}},
+                422,
+                "InvalidInput",
+            )
+            for title in ("a\x00b", "two\nlines", "esc\x1b[31m", "del\x7f", "c1\x85")
+        ),
+        *(
+            (
+                {"json": {"title": "ctl", "language": "python", "content": content}},
+                422,
+                "InvalidInput",
+            )
+            for content in ("x = 1\x1b[2J\n", "x = 1\x85\n", "x = '\x07'\n")
+        ),
+        (
+            {
+                "data": {"title": "nul\x00title", "language": "c"},
+                "files": {"file": ("x.c", b"int x;\n", "text/plain")},
+            },
+            422,
+            "InvalidInput",
+        ),
+        (
+            {
+                "data": {"title": "ctl", "language": "c"},
+                "files": {"file": ("x.c", b"int x;\x1b\n", "text/plain")},
+            },
+            422,
+            "InvalidInput",
+        ),
+        (
+            {
+                "content": b'{"title": "lone \\ud800", "language": "python", "content": "x"}',
+                "headers": {"content-type": "application/json"},
+            },
+            422,
+            "InvalidInput",
+        ),
     ],
     ids=[
         "oversize",
@@ -161,6 +201,17 @@ def test_listing_is_paginated_newest_first(client: TestClient) -> None:
         "wrong-content-type",
         "not-utf8",
         "binary-file",
+        "title-nul",
+        "title-newline",
+        "title-escape",
+        "title-del",
+        "title-c1",
+        "content-escape",
+        "content-c1",
+        "content-bell",
+        "multipart-title-nul",
+        "multipart-content-escape",
+        "title-lone-surrogate",
     ],
 )
 def test_bad_uploads_are_4xx_and_change_nothing(
@@ -183,8 +234,22 @@ def test_bad_uploads_are_4xx_and_change_nothing(
         ({"question": "q", "top_k": 21}, 422),
         ({"question": "q", "snippet_id": "not-a-uuid"}, 422),
         ({"question": "q", "snippet_id": str(uuid.uuid4())}, 404),
+        ({"question": "why\x00"}, 422),
+        ({"question": "why\x1b[2J"}, 422),
+        ({"question": "why\x9b"}, 422),
     ],
-    ids=["empty", "blank", "too-long", "top-k-0", "top-k-21", "bad-snippet-id", "unknown-snippet"],
+    ids=[
+        "empty",
+        "blank",
+        "too-long",
+        "top-k-0",
+        "top-k-21",
+        "bad-snippet-id",
+        "unknown-snippet",
+        "nul",
+        "escape",
+        "c1",
+    ],
 )
 def test_bad_questions_are_4xx(client: TestClient, body: dict[str, Any], status: int) -> None:
     response = client.post("/api/v1/coach/ask", json=body)

@@ -25,7 +25,15 @@ SCRIPTS = {
     "reindex": "scripts/reindex.py",
     "logs-clean": "scripts/logclean.py",
 }
-DESTRUCTIVE = {"backup", "restore", "logs-clean", "down", "swarm.rm", "secrets.generate"}
+DESTRUCTIVE = {
+    "backup",
+    "restore",
+    "logs-clean",
+    "down",
+    "swarm.rm",
+    "secrets.generate",
+    "keys.revoke",
+}
 BY_NAME = {c.name: c for c in COMMANDS}
 
 
@@ -188,6 +196,16 @@ def test_missing_backup_name_is_one_error_line(tmp_path: Path) -> None:
     assert "hint: " in done.stderr
 
 
+def test_offsite_settings_are_checked_before_any_backup_is_made(tmp_path: Path) -> None:
+    dest = str(tmp_path / "backups")
+    unset = {"COACH_OFFSITE_URL": ""}
+    _one_error(_cli("backup", "--offsite", "--dest", dest, env=unset), "no off-site destination")
+    on = {"COACH_BACKUP_OFFSITE": "true", "COACH_OFFSITE_URL": "s3://b/p"}
+    missing = {"COACH_OFFSITE_ACCESS_KEY_ID": "k", "COACH_OFFSITE_SECRET_KEY_FILE": dest + ".x"}
+    _one_error(_cli("backup", "--dest", dest, env=on | missing), "No such file or directory")
+    assert not (tmp_path / "backups").exists(), "nothing backed up, nothing written"
+
+
 def test_required_flag_missing_is_one_error_line() -> None:
     _one_error(_cli("restore"), "--backup is required")
 
@@ -212,6 +230,15 @@ def test_destructive_command_without_a_terminal_needs_yes(tmp_path: Path) -> Non
     done = _cli("logs-clean", "--log-file", str(log), "--older-than-days", "1", "--yes")
     assert done.returncode == 0, done.stderr
     assert not rotated.exists() and log.exists()
+
+
+def test_a_bare_argument_in_both_front_ends() -> None:
+    """`keys.revoke ID`: positional for argparse and Invoke alike, and never a flag taken for
+    its value (Invoke fills a missing positional with the next word, even --help)."""
+    assert BY_NAME["keys.revoke"].parse(["coach_Ab3dE9xY", "--yes"]).key == "coach_Ab3dE9xY"
+    [argument] = [a for a in _invoke_task("keys.revoke").get_arguments() if a.positional]
+    assert argument.name == "key"
+    _one_error(_cli("keys.revoke", "--help"), "takes ID_OR_PREFIX first, not '--help'")
 
 
 def test_command_bodies_get_typed_options() -> None:

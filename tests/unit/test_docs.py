@@ -57,6 +57,8 @@ def test_the_docs_state_commands_links_and_variables() -> None:
         ("./run invoke up --production", "invoke up: no flag --production"),
         ("./run invoke backups", "invoke: no task 'backups'"),
         ("./run invoke ps --volumes", "invoke ps: no flag --volumes"),
+        ("./run invoke keys.revoke coach_Ab3dE9xY --prod --yes", None),
+        ("./run invoke keys.revoke coach_Ab3dE9xY coach_x", "invoke: no task 'coach_x'"),
         ("./run nox -s unit lint -- -k x", None),
         ("./run nox -s units", "nox: no session 'units'"),
         ("./run python scripts/backup.py --help", None),

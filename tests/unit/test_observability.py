@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from coach import log, metrics, multiprocess, tracing
 from coach.llm import LLMError, Message, OpenAIChat
 from coach.settings import Settings, get_settings
+from tests.support.embedded import bearer, dev_key, keyed_client
 from tests.support.fake_llm import API_KEY, FakeLLMServer
 from tests.support.otlp import OtlpReceiver, chat_span, otlp_receiver
 from tests.support.processes import (
@@ -188,7 +189,9 @@ def test_llm_failures_are_counted_and_health_sets_llm_up(
     before = scrape(client)
     refused = client.post("/api/v1/coach/ask", json=ASK)
     assert refused.status_code == 503, "a provider outage is a dependency down, not a bug"
-    assert refused.json()["detail"] == "the LLM API is unavailable: provider down"
+    # The dependency's name, never the exception's text.
+    assert refused.json()["detail"] == "the LLM API is unavailable; retry shortly"
+    assert refused.headers["retry-after"] == "5"
     after = scrape(client)
     labels = {"model": "extractive-v1", "status": "error"}
     assert value(after, "coach_llm_requests_total", **labels) == (
@@ -282,8 +285,10 @@ def test_gunicorn_workers_share_one_metrics_endpoint_and_log_json(
     try:
         wait_answering(server, f"{base}/health/live")
         with httpx.Client(base_url=base, timeout=10) as http:
+            key = bearer(dev_key(embedded_env))  # made by the migrate step
             for _ in range(20):  # new connections: both workers take some
-                assert httpx.get(f"{base}/api/v1/snippets", timeout=10).status_code == 200
+                listed = httpx.get(f"{base}/api/v1/snippets", headers=key, timeout=10)
+                assert listed.status_code == 200
             scrapes = [http.get("/metrics").text for _ in range(4)]
     finally:
         server.stop()
@@ -566,6 +571,7 @@ def test_an_llm_api_call_is_a_genai_client_span_with_its_histograms(
     assert ok == call | {
         "server.port": llm.port,
         "gen_ai.request.temperature": 0.2,
+        "gen_ai.request.max_tokens": settings.llm_max_tokens,
         "gen_ai.response.model": "fake-coach-1",
         "gen_ai.response.id": "chatcmpl-fake",
         "gen_ai.response.finish_reasons": ["stop"],
@@ -611,7 +617,7 @@ def traced(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
         get_settings.cache_clear()
         try:
-            with TestClient(create_app(get_settings()), raise_server_exceptions=False) as client:
+            with keyed_client(create_app(get_settings()), raise_server_exceptions=False) as client:
                 yield client, receiver
         finally:
             monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -16,6 +16,8 @@ from coach.reindexing import MARKER_ID, ReindexProgress
 from coach.runtime import Runtime
 from coach.settings import get_settings
 
+TENANT = "t1"
+
 
 class Crash(RuntimeError):
     pass
@@ -30,7 +32,9 @@ async def _runtime_with_chunks() -> tuple[Runtime, int]:
     await migrate(settings)
     rt = Runtime.create(settings, pooled=False)
     for n in range(3):
-        snippet = await snippets.create(rt, title=f"s{n}", language="python", raw=_source("f", 120))
+        snippet = await snippets.create(
+            rt, tenant=TENANT, title=f"s{n}", language="python", raw=_source("f", 120)
+        )
         await snippets.index(rt, snippet.id)
     return rt, await reindexing.chunk_count(rt)
 
@@ -88,8 +92,11 @@ def test_an_abandoned_run_is_dropped_when_a_fresh_one_is_asked(embedded_env: Pat
             assert abandoned[0] in result.dropped and not result.resumed
             assert set(rt.vectors.collections()) == {result.collection}
             assert rt.vectors.count() == chunks
-            hits = rt.vectors.search(rt.embedder.embed(["f_3"])[0], top_k=1)
+            query = rt.embedder.embed(["f_3"])[0]
+            hits = rt.vectors.search(query, top_k=1, tenant=TENANT)
             assert hits and hits[0].snippet_id != uuid.UUID(int=0)
+            assert hits[0].payload["tenant"] == TENANT, "rebuilt points keep their tenant"
+            assert rt.vectors.search(query, top_k=1, tenant="someone-else") == []
         finally:
             await rt.close()
 
@@ -105,7 +112,7 @@ def test_a_snippet_indexed_during_the_run_is_caught_up_after_the_swap(embedded_e
             other = Runtime.create(get_settings(), pooled=False)
             try:
                 late = await snippets.create(
-                    other, title="late", language="python", raw=_source("late", 200)
+                    other, tenant=TENANT, title="late", language="python", raw=_source("late", 200)
                 )
                 await snippets.index(other, late.id)
             finally:

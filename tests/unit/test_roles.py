@@ -47,10 +47,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("ops/stack/secrets.py", "prometheus"): (
         "the issuer claim of MinIO's metrics token, as `mc admin prometheus generate` sets it"
     ),
-    ("ops/stack/secrets.py", "redis://redis:6379"): (
-        "the key of redis_exporter_passwords.json, which must equal the exporter's REDIS_ADDR; "
-        "written by `secrets.generate`, before any compose config is read"
-    ),
 }
 
 

@@ -57,13 +57,18 @@ def test_a_brought_value_replaces_only_when_named(tmp_path: Path) -> None:
 def test_derived_secrets_follow_the_secret_they_restate(tmp_path: Path) -> None:
     secrets.generate("dev", root=tmp_path)
     directory = tmp_path / "dev"
-    (directory / "redis_password").write_text("rotated-by-hand")
+    (directory / "redis_exporter_password").write_text("rotated-by-hand")
+    (directory / "redis_password").write_text("app-rotated")
     (directory / "qdrant_config.yaml").unlink()
     actions = {w.name: w.action for w in secrets.generate("dev", root=tmp_path)}
     assert actions["redis_exporter_passwords.json"] == "replaced"
+    assert actions["redis_users.acl"] == "replaced"
     assert actions["qdrant_config.yaml"] == "created"
     exporter = json.loads((directory / "redis_exporter_passwords.json").read_text())
-    assert exporter == {"redis://redis:6379": "rotated-by-hand"}
+    assert exporter == {"redis://exporter@redis:6379": "rotated-by-hand"}
+    acl = (directory / "redis_users.acl").read_text()
+    assert f"user app on #{hashlib.sha256(b'app-rotated').hexdigest()} " in acl
+    assert "rotated-by-hand" not in acl and "app-rotated" not in acl, "hashes only"
     key = (directory / "qdrant_api_key").read_text()
     assert (directory / "qdrant_config.yaml").read_text() == f"service:\n  api_key: {key}\n"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.apikeys import headers, read_key
 from tests.support.processes import ROOT, free_port, wait_until
 
 
@@ -90,15 +92,26 @@ def listening_on(port: int) -> bool:
 
 def test_up_falls_back_to_embedded_app(tmp_path: Path) -> None:
     port = free_port()
+    api = f"http://127.0.0.1:{port}/api/v1/snippets"
     with invoke_up(tmp_path, "--port", str(port)) as (proc, log):
         wait_healthy(proc, log, port)
         health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+        # The dev key: where `up` says it is, registered at startup, never printed itself.
+        where = re.search(
+            r"API key \(development: tenant dev, scope write\) in (\S+);", log.read_text()
+        )
+        assert where, log.read_text()
+        key = read_key(ROOT / where[1])
+        keyed = httpx.get(api, headers=headers(key), timeout=5)
+        anonymous = httpx.get(api, timeout=5)
     said = log.read_text()
     assert "Docker cannot be provisioned on this host" in said
     assert "apt-get is not available" in said, "the reason is stated"
     assert "Falling back to the embedded app" in said
     assert health["status"] == "healthy"
     assert health["checks"]["redis"]["status"] == "embedded"
+    assert where[1] == "infra/compose/secrets/dev/api_key" and key not in said
+    assert (keyed.status_code, anonymous.status_code) == (200, 401), keyed.text
 
 
 def test_sigterm_to_invoke_up_embedded_leaves_no_server(tmp_path: Path) -> None:
