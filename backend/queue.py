@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
 import uuid
@@ -125,7 +126,10 @@ async def ask(
         try:
             answer = await _answer(gate, result, deadline, timeout)
         finally:
-            await gate.run(result.forget)  # the answer is in the response and the questions table
+            # The answer is in the response and the questions table. A Redis blip here must
+            # not turn a paid answer into a 503 (the result expires by itself anyway).
+            with contextlib.suppress(BrokerError, RedisError, ConnectionError, OSError):
+                await gate.run(result.forget)
     if "error" in answer:
         raise ERRORS.get(answer["error"], InternalError)(answer["message"])
     return answer

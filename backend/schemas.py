@@ -117,6 +117,11 @@ class CheckOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
+    reason: str | None = Field(
+        default=None,
+        description="why degraded whatever the checks say, e.g. 'local stores: vectors, "
+        "objects' (internal network only)",
+    )
     version: str | None = Field(default=None, description="internal network only")
     environment: str | None = Field(default=None, description="internal network only")
     checks: dict[str, CheckOut]

@@ -22,12 +22,22 @@ from collections.abc import Iterator
 
 import httpx
 from kombu.exceptions import OperationalError as BrokerError
+from obstore.exceptions import BaseError as ObjectStoreError
+from obstore.exceptions import (
+    InvalidPathError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
+from qdrant_client.http.exceptions import ResponseHandlingException as QdrantTransport
+from qdrant_client.http.exceptions import UnexpectedResponse as QdrantResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from coach.errors import CoachError, Conflict, InternalError, InvalidInput, Unavailable
+from coach.llm import RETRYABLE as LLM_RETRYABLE
 from coach.llm import LLMError
 
 INTERNAL_MESSAGE = "an unexpected error occurred"
@@ -62,6 +72,14 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     httpx.TransportError,
     PoolTimeout,  # no pooled connection came free in time
     DisconnectionError,
+    QdrantTransport,  # Qdrant's client could not reach the server
+)
+# The object store's answers that are the request's fault or configuration, not an outage.
+OBJECT_STORE_REFUSALS = (
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    InvalidPathError,
 )
 # Innermost frame first: the client library that raised names the dependency.
 DEPENDENCY_FRAMES = (
@@ -101,7 +119,24 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def _client_says(link: BaseException) -> bool | None:
+    """What a client library's own error type says: an outage (True), the request's fault or
+    configuration (False), or nothing (None)."""
+    if isinstance(link, LLMError):
+        # The API refused the request itself (a bad key, an unknown model): retrying will not
+        # help, so no Retry-After. Its outages (5xx, 429, transport, deadline) are retryable.
+        return not (link.error_type.isdigit() and int(link.error_type) not in LLM_RETRYABLE)
+    if isinstance(link, ObjectStoreError):
+        return not isinstance(link, OBJECT_STORE_REFUSALS)  # GenericError: unreachable, 5xx
+    if isinstance(link, QdrantResponse):
+        return link.status_code is None or link.status_code >= 500 or link.status_code == 429
+    return None
+
+
 def _connection_level(link: BaseException) -> bool:
+    said = _client_says(link)
+    if said is not None:
+        return said
     if isinstance(link, CONNECTION_ERRORS):
         return True
     if isinstance(link, OSError) and link.errno in NETWORK_ERRNOS:

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from coach.metrics import LLM_UP
 from coach.runtime import Runtime
+from coach.settings import Settings
 
 Status = Literal["ok", "error", "embedded"]
 Overall = Literal["healthy", "degraded", "unhealthy"]
@@ -87,12 +88,20 @@ async def llm(rt: Runtime) -> Check:
     )
 
 
-def overall(checks: list[Check]) -> Overall:
+def overall(checks: list[Check], reason: str | None = None) -> Overall:
+    """`reason`: why the app runs degraded whatever its checks say (`degraded_reason`)."""
     if any(c.critical and c.status == "error" for c in checks):
         return "unhealthy"
-    if any(c.status == "error" for c in checks):
+    if reason or any(c.status == "error" for c in checks):
         return "degraded"
     return "healthy"
+
+
+def degraded_reason(settings: Settings) -> str | None:
+    """Production on local stores (`up --prod --allow-local-stores`) answers, but is degraded:
+    one disk, no replication, no Qdrant snapshot in backups."""
+    stores = [s for s in settings.stores_degraded.split(",") if s]
+    return f"local stores: {', '.join(stores)}" if stores else None
 
 
 async def ready(rt: Runtime) -> list[Check]:

@@ -90,6 +90,10 @@ LLM_UP = Gauge(
 # Worker
 SNIPPETS_INDEXED = Counter("coach_snippets_indexed_total", "Snippets indexed by the worker.")
 SNIPPETS_FAILED = Counter("coach_snippets_failed_total", "Snippets whose indexing failed for good.")
+ORPHAN_OBJECTS_REMOVED = Counter(
+    "coach_orphan_objects_removed_total",
+    "Objects under snippets/ deleted because no snippet row named them (a refused upload's).",
+)
 CELERY_TASKS = Counter(
     "coach_celery_tasks_total",
     "Celery task executions, by task and state (started|succeeded|failed|retried).",
@@ -116,10 +120,22 @@ BUILD_INFO = Gauge(
 )
 
 
+DEGRADED = Gauge(
+    "coach_degraded",
+    "1 while the process runs degraded for the labelled reason (local_stores: production on "
+    "local stores, STORES_DEGRADED), else 0.",
+    ["reason"],
+    multiprocess_mode="max",
+)
+
+
 def set_build_info(settings: Settings) -> None:
+    """What every process says of itself from its start: its build, and whether it runs
+    degraded."""
     BUILD_INFO.labels(
         version=settings.version, revision=settings.revision, service=settings.service_name
     ).set(1)
+    DEGRADED.labels(reason="local_stores").set(1 if settings.stores_degraded else 0)
 
 
 def process_registry() -> CollectorRegistry:

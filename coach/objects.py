@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import obstore
@@ -16,6 +17,13 @@ from coach.tracing import tracer
 
 # obstore has no OpenTelemetry instrumentation: the calls that matter get spans here.
 S3_OPERATIONS = {"put": "PutObject", "get": "GetObject", "delete": "DeleteObject"}
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    last_modified: datetime  # timezone-aware UTC: S3's LastModified, a local file's mtime
+    size: int
 
 
 class ObjectStore:
@@ -108,9 +116,15 @@ class ObjectStore:
         return True
 
     async def keys(self, prefix: str = "") -> list[str]:
-        found: list[str] = []
+        return [item.key for item in await self.listing(prefix)]
+
+    async def listing(self, prefix: str = "") -> list[StoredObject]:
+        """Every object under `prefix` with its last-modified time, on either backend."""
+        found: list[StoredObject] = []
         async for batch in obstore.list(self._store, prefix=prefix or None):
-            found.extend(item["path"] for item in batch)
+            found.extend(
+                StoredObject(item["path"], item["last_modified"], item["size"]) for item in batch
+            )
         return found
 
     async def ping(self) -> None:

@@ -183,6 +183,15 @@ class Settings(BaseSettings):
         "(which UTC day it is).",
     )
     question_retention_days: int = Field(default=90, ge=1)
+    orphan_object_min_age: int = Field(
+        default=3600,
+        ge=300,
+        description="Seconds an object under snippets/ must be old, with no snippet row, before "
+        "coach.remove_orphan_objects deletes it (an upload stores its object before its row).",
+    )
+    orphan_object_sweep_hours: int = Field(
+        default=1, ge=1, le=24, description="Hours between runs of coach.remove_orphan_objects."
+    )
 
     # Worker
     task_time_limit: int = Field(default=300, ge=10)
@@ -211,6 +220,12 @@ class Settings(BaseSettings):
 
     # Embedded-mode data (SQLite, Qdrant local files, objects)
     data_dir: Path = Path(".state/embedded")
+    stores_degraded: str = Field(
+        default="",
+        pattern=r"^([a-z]+(,[a-z]+)*)?$",
+        description="stores production runs locally, e.g. vectors,objects (set by `up --prod "
+        '--allow-local-stores`): /health says degraded, coach_degraded{reason="local_stores"} 1',
+    )
 
     # Observability. Tracing also reads the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT,
     # OTEL_TRACES_SAMPLER, OTEL_METRIC_EXPORT_INTERVAL, ...) itself; without an OTLP endpoint no

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -21,6 +22,8 @@ from coach.text import SOURCE_WHITESPACE, refuse_controls
 from coach.vectors import payload
 
 log = structlog.get_logger(__name__)
+
+OBJECT_PREFIX = "snippets/"  # every snippet's object key; nothing else lives under it
 
 
 def validate_content(raw: bytes, *, language: str, max_bytes: int) -> str:
@@ -48,7 +51,7 @@ async def create(rt: Runtime, *, tenant: str, title: str, language: str, raw: by
     """Store the object, then the row (status pending). The caller enqueues indexing."""
     validate_content(raw, language=language, max_bytes=rt.settings.max_snippet_bytes)
     snippet_id = uuid.uuid4()
-    key = f"snippets/{snippet_id}"
+    key = f"{OBJECT_PREFIX}{snippet_id}"
     digest = hashlib.sha256(raw).hexdigest()
     await rt.objects.put(key, raw)
     try:
@@ -194,3 +197,36 @@ async def stale_pending(rt: Runtime, *, older_than_s: float) -> list[tuple[uuid.
             )
         )
         return [(sid, task_id) for sid, task_id in rows.all()]
+
+
+@dataclass(frozen=True)
+class OrphanSweep:
+    scanned: int  # objects under the prefix
+    old: int  # of those, older than the minimum age
+    removed: int  # of those, with no row: deleted
+
+
+async def remove_orphan_objects(rt: Runtime, *, min_age_s: float) -> OrphanSweep:
+    """Delete objects under snippets/ that no snippet row (of any tenant) names and that are
+    older than `min_age_s` by their last-modified time.
+
+    An upload stores its object before its row, and a refused or crashed one may leave the
+    object behind; an upload in flight has its object without a row too, so a young object is
+    never touched. Rows are looked up after the listing: a row committed meanwhile keeps its
+    object.
+    """
+    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_s)
+    listed = await rt.objects.listing(OBJECT_PREFIX)
+    old = [o.key for o in listed if o.last_modified < cutoff]
+    named: set[str] = set()
+    async with rt.sessions() as session:
+        for start in range(0, len(old), 500):  # bounded IN lists (SQLite's variable limit)
+            batch = old[start : start + 500]
+            rows = await session.scalars(
+                select(Snippet.object_key).where(Snippet.object_key.in_(batch))
+            )
+            named.update(rows.all())
+    orphans = [key for key in old if key not in named]
+    for key in orphans:
+        await rt.objects.delete(key)
+    return OrphanSweep(scanned=len(listed), old=len(old), removed=len(orphans))

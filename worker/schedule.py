@@ -22,6 +22,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": crontab(minute="*/5"),
             "options": {"expires": 240},
         },
+        "remove-orphan-objects": {
+            "task": "coach.remove_orphan_objects",
+            "schedule": crontab(minute="29", hour=f"*/{settings.orphan_object_sweep_hours}"),
+            "options": {"expires": settings.orphan_object_sweep_hours * 3600 - 60},
+        },
         "clean-rotated-logs": {
             "task": "coach.clean_logs",
             "schedule": crontab(minute="43", hour="4"),

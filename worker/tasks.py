@@ -14,7 +14,7 @@ from celery import Task
 from coach import agent, failures, logfiles, reindexing, snippets
 from coach.errors import CoachError, InternalError, NotFound
 from coach.llm import LLMError
-from coach.metrics import LLM_UP, SNIPPETS_FAILED, SNIPPETS_INDEXED
+from coach.metrics import LLM_UP, ORPHAN_OBJECTS_REMOVED, SNIPPETS_FAILED, SNIPPETS_INDEXED
 from coach.runtime import Runtime
 from coach.settings import get_settings
 from worker import observability  # noqa: F401 - connects the signal handlers where tasks live
@@ -183,6 +183,23 @@ def cleanup(older_than_days: int | None = None) -> dict[str, Any]:
     days = older_than_days or get_settings().question_retention_days
     deleted = run(lambda rt: agent.purge_questions(rt, older_than_days=days))
     return {"questions_deleted": deleted}
+
+
+@app.task(name="coach.remove_orphan_objects")
+def remove_orphan_objects(min_age_s: float | None = None) -> dict[str, Any]:
+    """Objects a refused upload left behind (stored, then no row): deleted once older than
+    ORPHAN_OBJECT_MIN_AGE, never one a row names (coach.snippets.remove_orphan_objects)."""
+    age = min_age_s if min_age_s is not None else get_settings().orphan_object_min_age
+    sweep = run(lambda rt: snippets.remove_orphan_objects(rt, min_age_s=age))
+    ORPHAN_OBJECTS_REMOVED.inc(sweep.removed)
+    log.info(
+        "orphan objects removed",
+        removed=sweep.removed,
+        old=sweep.old,
+        scanned=sweep.scanned,
+        min_age_s=age,
+    )
+    return {"removed": sweep.removed, "old": sweep.old, "scanned": sweep.scanned}
 
 
 @app.task(name="coach.llm_probe")

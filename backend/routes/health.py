@@ -19,6 +19,7 @@ router = APIRouter(prefix="/health", tags=["health"])
 # What a client outside the internal network does not see: the version tells an attacker
 # which advisories apply, error text names hosts, users and paths.
 INTERNAL_ONLY: dict[str, Any] = {
+    "reason": True,
     "version": True,
     "environment": True,
     "checks": {"__all__": {"error", "latency_ms", "cached"}},
@@ -34,9 +35,11 @@ def internal(request: Request) -> bool:
 
 
 def _response(request: Request, rt: RuntimeDep, checks: list[health.Check]) -> JSONResponse:
-    overall = health.overall(checks)
+    reason = health.degraded_reason(rt.settings)
+    overall = health.overall(checks, reason)
     body = HealthOut(
         status=overall,
+        reason=reason,
         version=rt.settings.version,
         environment=rt.settings.environment,
         checks={c.name: CheckOut.model_validate(c) for c in checks},

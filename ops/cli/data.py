@@ -155,7 +155,8 @@ schema revision, row counts, tool versions, and the sha256 and size of every fil
 The directory is written as <name>.partial and renamed only when complete: a directory without
 that suffix is always a whole backup. Retention (--keep, --keep-days) deletes older backups
 after the new one is complete; it asks first unless --yes, and --dry-run lists what it would
-delete. Every directory is 0700 and every file 0600.
+delete. A restore's safety copies (*-pre-restore) never count towards --keep: the two newest
+stay, older ones only while --keep-days keeps them. Every directory is 0700 and every file 0600.
 
 --offsite (or COACH_BACKUP_OFFSITE=true) then copies it to COACH_OFFSITE_URL with the
 COACH_OFFSITE_* credentials (the secret key read from COACH_OFFSITE_SECRET_KEY_FILE), each file

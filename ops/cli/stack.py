@@ -31,6 +31,12 @@ class UpOptions(StackOptions, JsonOption):
         False, "skip Docker: the whole app in one process (SQLite, local stores; development)"
     )
     port: int = opt(8000, "port of the embedded app", metavar="PORT")
+    allow_local_stores: bool = opt(
+        False,
+        "with --prod: where the Qdrant or MinIO image cannot be had, run on local stores, "
+        "reported as degraded (/health, coach_degraded, AppDegradedLocalStores); without it, "
+        "production refuses",
+    )
 
 
 def _status(project: Project, result: stacks.UpResult) -> list[dict[str, str]]:
@@ -42,6 +48,14 @@ def _status(project: Project, result: stacks.UpResult) -> list[dict[str, str]]:
         rows.append(dict(zip(STATUS_HEADERS, (service, state, health, image, source, size, ports),
                              strict=True)))  # fmt: skip
     return rows
+
+
+def verdict(result: stacks.UpResult) -> str:
+    """The status table's last line: healthy or not, and never silent about local stores."""
+    said = "all services healthy" if result.ok else "FAILED"
+    if result.degraded:
+        said += f"; degraded: local stores ({', '.join(result.degraded)})"
+    return said
 
 
 def run_up(options: UpOptions, reporter: Reporter) -> None:
@@ -78,13 +92,14 @@ def run_up(options: UpOptions, reporter: Reporter) -> None:
             hint="`invoke doctor` shows every check",
         )
     project = options.stack(tuple(options.profile), tls=options.tls)
-    result = stacks.up(project, build=not options.no_build)
+    result = stacks.up(
+        project, build=not options.no_build, allow_local_stores=options.allow_local_stores
+    )
     for note in result.notes:
         reporter.event("note", f"note: {note}", note=note)
     rows = _status(result.project, result)
-    verdict = "all services healthy" if result.ok else "FAILED"
     text = table(STATUS_HEADERS, [list(r.values()) for r in rows])
-    text += f"\n\n{verdict} after {result.seconds:.0f}s"
+    text += f"\n\n{verdict(result)} after {result.seconds:.0f}s"
     for service, detail in result.failed.items():
         text += f"\n\n--- {service}: {detail}"
         if advice := stacks.hint(detail):
@@ -97,6 +112,7 @@ def run_up(options: UpOptions, reporter: Reporter) -> None:
         services=rows,
         failed={k: v.splitlines()[0] for k, v in result.failed.items()},
         notes=result.notes,
+        degraded=result.degraded,
     )
     if not result.ok:
         raise StackError(f"unhealthy: {', '.join(result.failed)}")
@@ -112,7 +128,10 @@ UP = Command(
 
 Prints each service's state, health, image, image source, size and ports, and names what
 failed with its last log lines. Where no Docker engine can be had, the development stack falls
-back to the embedded single-process app; production (--prod) refuses instead.
+back to the embedded single-process app; production (--prod) refuses instead. Where the
+Qdrant or MinIO image cannot be had, development runs on local stores (a note says so);
+production exits 1 naming each service and image, unless --allow-local-stores: then it runs
+degraded, and the status line, /health and the alert AppDegradedLocalStores say so.
 
 examples:
   ./run invoke up                                  # development, 127.0.0.1:8080

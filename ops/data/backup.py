@@ -55,6 +55,8 @@ PARTIAL = ".partial"
 STAMP = "%Y%m%dT%H%M%SZ"
 NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)(?:-[a-z0-9-]+)?$")
 PARALLEL_OBJECTS = 8
+SAFETY_LABEL = "pre-restore"  # restore's backup of the state it replaces
+SAFETY_KEEP = 2  # safety copies retention always keeps, apart from --keep
 
 
 @dataclass(frozen=True)
@@ -308,13 +310,29 @@ def created_at(path: Path) -> datetime:
     return datetime.strptime(match["stamp"], STAMP).replace(tzinfo=UTC)
 
 
+def is_safety_copy(path: Path) -> bool:
+    """A restore's safety backup of the state it replaced (`<stamp>-pre-restore`)."""
+    return path.name.endswith(f"-{SAFETY_LABEL}")
+
+
 def expired(
     backups: list[Path], *, keep: int | None, keep_days: float | None, now: datetime
 ) -> list[Path]:
     """Backups no rule keeps: not among the `keep` newest and not newer than `keep_days`.
-    With neither rule set, none."""
+    With neither rule set, none. Safety copies are counted apart, so failed restores never push
+    good backups out of `keep`: the `SAFETY_KEEP` newest of them stay (whatever `keep`), older
+    ones only while `keep_days` keeps them. Newest first."""
     if keep is None and keep_days is None:
         return []
+    safety = [p for p in backups if is_safety_copy(p)]
+    good = [p for p in backups if not is_safety_copy(p)]
+    gone = _not_kept(good, keep, keep_days, now) + _not_kept(safety, SAFETY_KEEP, keep_days, now)
+    return sorted(gone, key=created_at, reverse=True)
+
+
+def _not_kept(
+    backups: list[Path], keep: int | None, keep_days: float | None, now: datetime
+) -> list[Path]:
     newest_first = sorted(backups, key=created_at, reverse=True)
     gone = []
     for index, path in enumerate(newest_first):

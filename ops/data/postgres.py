@@ -247,11 +247,15 @@ def toc_entries(listing: str) -> int:
 
 def restore(target: Target, path: Path, *, progress: Fed) -> None:
     """All or nothing: one transaction, stopping at the first error; the dump's objects are
-    dropped first (--clean --if-exists) and recreated. `progress` gets the bytes of the archive
-    sent and the items (table-of-contents entries) restored so far."""
+    dropped first (--clean --if-exists) and recreated. No owners or grants from the dump: its
+    roles may not exist on this server yet, and the migrate step that follows every restore
+    (coach/dbroles.py) hands the objects to the owner role and grants the app role again.
+    `progress` gets the bytes of the archive sent and the items (table-of-contents entries)
+    restored so far."""
     argv = exec_argv(
         target, "pg_restore", "--verbose", "--clean", "--if-exists", "--single-transaction",
-        "--exit-on-error", "--no-password", "-U", target.db_user, "-d", target.db_name,
+        "--exit-on-error", "--no-owner", "--no-privileges", "--no-password",
+        "-U", target.db_user, "-d", target.db_name,
         stdin=True,
     )  # fmt: skip
     _feed(argv, path, progress=progress, count=RESTORED_ITEM)

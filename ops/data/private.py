@@ -16,7 +16,8 @@ FILE_MODE = 0o600
 
 def private_dir(path: Path, *, parents: bool = False, exist_ok: bool = False) -> Path:
     """mkdir with mode 0700. `parents`: missing ancestors too, each 0700 (existing ones are
-    left as they are). An existing `path` (with `exist_ok`) is tightened to 0700."""
+    left as they are). An existing `path` (with `exist_ok`) is left as it is: it may be a mount
+    point or a directory another account reads (an off-site sync); what goes in is private."""
     if parents and not path.parent.exists():
         private_dir(path.parent, parents=True, exist_ok=True)
     try:
@@ -24,8 +25,9 @@ def private_dir(path: Path, *, parents: bool = False, exist_ok: bool = False) ->
     except FileExistsError:
         if not exist_ok or not path.is_dir():
             raise
+        return path
     # The umask can only take bits away from 0700; chmod makes it exactly 0700 while the
-    # directory is still empty (or, when it existed, before anything new goes in).
+    # directory is still empty.
     path.chmod(DIR_MODE)
     return path
 

@@ -27,7 +27,7 @@ from coach.settings import Settings
 from coach.vectors import VectorStore
 from ops.console import Reporter, human_size, table
 from ops.data import postgres, qdrant
-from ops.data.backup import DEFAULT_ROOT, PARALLEL_OBJECTS, backup
+from ops.data.backup import DEFAULT_ROOT, PARALLEL_OBJECTS, SAFETY_LABEL, backup
 from ops.data.manifest import DUMP, TABLES, Manifest, verify
 from ops.data.reindex import reindex
 from ops.data.target import Target
@@ -123,7 +123,7 @@ def restore(
     safety = None
     if safety_backup:
         reporter.event("safety-backup", "taking a safety backup of the current state first")
-        safety = backup(target, backups_root, label="pre-restore", reporter=reporter).path
+        safety = backup(target, backups_root, label=SAFETY_LABEL, reporter=reporter).path
     stopped = target.stop_writers()
     reporter.event(
         "writers-stopped", f"writers stopped: {', '.join(stopped) or 'none'}", stopped=stopped
@@ -220,6 +220,14 @@ def _preflight(target: Target, directory: Path, reporter: Reporter) -> _Plan:
             "--no-writers when nothing writes)"
         )
     settings, migration = target.settings(), target.migration_settings()
+    if migration.embedded:
+        # Every restore ends with the migrate step (owners, grants, schema) on the PostgreSQL
+        # just restored; settings without POSTGRES_HOST would migrate a local SQLite file.
+        raise RestoreRefused(
+            f"{target.name}: the migrate step's settings name no PostgreSQL (POSTGRES_HOST is "
+            "not set), so owners and grants could not be restored; set POSTGRES_HOST, "
+            "POSTGRES_USER and POSTGRES_PASSWORD_FILE for the database restored into"
+        )
     vectors, why = _vectors_plan(manifest, settings)
     return _Plan(manifest, settings, migration, items, needs_migration, vectors, why)
 

@@ -23,14 +23,61 @@ LOCAL_STORES: dict[roles.Store, tuple[str, str]] = {
     "objects": ("S3_ENDPOINT_URL", "local object directory"),
 }
 DATA_DIR = "/var/lib/coach"  # the app's DATA_DIR in its containers, on volume local-stores
+# The app setting naming the stores production runs locally: /health, coach_degraded and the
+# alert AppDegradedLocalStores say so (coach/health.py).
+DEGRADED_VAR = "STORES_DEGRADED"
+ALLOW_FLAG = "--allow-local-stores"
+
+
+class LocalStoresRefused(StackError):
+    """Production would run on local stores, and the operator did not allow it."""
+
+
+def local_stores(resolved: list[Resolved], config: dict[str, Any]) -> list[tuple[str, Resolved]]:
+    """(service, its image) for each service the local-stores fallback would leave out."""
+    fallbacks = roles.fallbacks(config)
+    return [
+        (service, r)
+        for r in resolved
+        if not r.available and r.var in fallbacks and fallbacks[r.var][1] == "local-stores"
+        for service in fallbacks[r.var][0]
+    ]
+
+
+def degraded_stores(
+    env: str, resolved: list[Resolved], config: dict[str, Any], *, allow_local_stores: bool
+) -> list[str]:
+    """The stores production will run locally (none in development, where that is normal).
+    Production refuses, naming each service and image, unless `allow_local_stores`."""
+    missing = local_stores(resolved, config)
+    if env != "prod" or not missing:
+        return []
+    if not allow_local_stores:
+        raise LocalStoresRefused(
+            "production needs images this host cannot get: "
+            + "; ".join(
+                f"{service} ({r.var}={r.pinned}: {r.detail or 'unavailable'})"
+                for service, r in missing
+            ),
+            hint=f"make them available (`invoke images.resolve`), or pass {ALLOW_FLAG} to run "
+            "production on local stores, reported as degraded by /health, coach_degraded and "
+            "the alert AppDegradedLocalStores",
+        )
+    stores = {roles.store_of(config, service) for service, _ in missing}
+    return sorted(s for s in stores if s)
 
 
 def write_fallback(
-    project: Project, resolved: list[Resolved], config: dict[str, Any]
+    project: Project,
+    resolved: list[Resolved],
+    config: dict[str, Any],
+    *,
+    degraded: list[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """An override for images that cannot be had: their services left out, the app switched
     to the equivalent local store. `config`: the project's compose model without an earlier
-    fallback override. Returns (services left out, notes)."""
+    fallback override. `degraded`: the stores production runs locally (`degraded_stores`),
+    told to the app. Returns (services left out, notes)."""
     fallbacks = roles.fallbacks(config)
     left_out: list[str] = []
     notes: list[str] = []
@@ -50,6 +97,9 @@ def write_fallback(
             uses = ", ".join(LOCAL_STORES[s][1] for s in stores)
             note += f"; app uses {uses} on volume local-stores"
         notes.append(note)
+    if degraded:
+        app_env[DEGRADED_VAR] = ",".join(degraded)
+        notes.append(f"production degraded: local stores ({', '.join(degraded)}), as allowed")
     services: dict[str, Any] = {}
     if app_env:
         for name in roles.app_services(config):

@@ -14,7 +14,7 @@ from ops.errors import CommandError, StackError
 from ops.images.resolve import Resolved, resolve, write_env
 from ops.proc import run
 from ops.stack import alerting, roles, secrets
-from ops.stack.fallback import write_fallback
+from ops.stack.fallback import degraded_stores, write_fallback
 from ops.stack.project import Project
 
 
@@ -26,6 +26,7 @@ class UpResult:
     notes: list[str]
     seconds: float
     failed: dict[str, str] = field(default_factory=dict)  # service -> last log lines
+    degraded: list[str] = field(default_factory=list)  # stores production runs locally
 
     @property
     def ok(self) -> bool:
@@ -41,17 +42,21 @@ class Prepared:
     # same with it, so the steps after prepare need not ask compose again.
     config: dict[str, Any]
     alertmanager: secrets.Written  # its rendered config (ops/stack/alerting.py)
+    degraded: list[str] = field(default_factory=list)  # stores production runs locally
 
 
-def prepare(project: Project) -> tuple[list[Resolved], list[str], list[str]]:
+def prepare(
+    project: Project, *, allow_local_stores: bool = False
+) -> tuple[list[Resolved], list[str], list[str]]:
     """Secrets, images and the fallback override: everything before `compose up`.
     Returns (resolved images, services left out, notes)."""
-    done = prepare_stack(project)
+    done = prepare_stack(project, allow_local_stores=allow_local_stores)
     return done.resolved, done.left_out, done.notes
 
 
-def prepare_stack(project: Project) -> Prepared:
-    """`prepare`, keeping the compose model it read."""
+def prepare_stack(project: Project, *, allow_local_stores: bool = False) -> Prepared:
+    """`prepare`, keeping the compose model it read. Production refuses to run on local stores
+    (LocalStoresRefused) unless `allow_local_stores`."""
     if project.env == "dev":
         created = [w.name for w in secrets.generate("dev") if w.action == "created"]
         if created:
@@ -70,8 +75,9 @@ def prepare_stack(project: Project) -> Prepared:
     # The fallback is derived from the compose files alone, never from an earlier fallback.
     project.fallback_file.unlink(missing_ok=True)
     config = project.config()
-    left_out, notes = write_fallback(project, resolved, config)
-    return Prepared(resolved, left_out, notes, config, rendered)
+    degraded = degraded_stores(project.env, resolved, config, allow_local_stores=allow_local_stores)
+    left_out, notes = write_fallback(project, resolved, config, degraded=degraded)
+    return Prepared(resolved, left_out, notes, config, rendered, degraded)
 
 
 def build(project: Project, config: dict[str, Any] | None = None) -> None:
@@ -80,10 +86,16 @@ def build(project: Project, config: dict[str, Any] | None = None) -> None:
     project.run("build", *roles.build_targets(config if config is not None else project.config()))
 
 
-def up(project: Project, *, build: bool = True, wait_timeout: int = 300) -> UpResult:
+def up(
+    project: Project,
+    *,
+    build: bool = True,
+    wait_timeout: int = 300,
+    allow_local_stores: bool = False,
+) -> UpResult:
     """Build, start and wait; the result names every service that did not get healthy."""
     started = time.monotonic()
-    prepared = prepare_stack(project)
+    prepared = prepare_stack(project, allow_local_stores=allow_local_stores)
     config, left_out = prepared.config, prepared.left_out
     for note in prepared.notes:
         say(note)
@@ -97,7 +109,9 @@ def up(project: Project, *, build: bool = True, wait_timeout: int = 300) -> UpRe
         _external_volumes(project)
     if build:
         project.run("build", *roles.build_targets(config))
-    result = UpResult(project, prepared.resolved, left_out, prepared.notes, 0.0)
+    result = UpResult(
+        project, prepared.resolved, left_out, prepared.notes, 0.0, degraded=prepared.degraded
+    )
     with contextlib.suppress(CommandError):  # the status below names what failed
         project.run(
             "up",

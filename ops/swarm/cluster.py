@@ -214,7 +214,9 @@ def deploy(
     require_manager()
     project = project_for(stack, profiles=profiles, tls=tls, overrides=overrides)
     # Secrets checked, images resolved (pinned -> loaded -> baked), fallbacks written: as `up`.
-    prepared = stacks.prepare_stack(project)
+    # Swarm keeps running on local stores where it must (issue #13: a flag of its own is still
+    # to come), but never silently: the app reports itself degraded (STORES_DEGRADED).
+    prepared = stacks.prepare_stack(project, allow_local_stores=True)
     left_out, notes = prepared.left_out, prepared.notes
     app_image = app_image or app_image_for(project, prepared.config)
     project = dataclasses.replace(project, overrides=(*project.overrides, ("APP_IMAGE", app_image)))

@@ -19,6 +19,7 @@ RANKS = {
     "ops.console": 0,
     "ops.proc": 0,
     "ops.reports": 0,
+    "ops.releases": 0,
     "ops.host": 1,
     "ops.images": 2,
     "ops.stack": 3,

@@ -119,9 +119,39 @@ def test_retention_keeps_what_either_rule_keeps(tmp_path: Path) -> None:
         return sorted(p.name for p in backups.expired(paths, now=now, **rules))
 
     assert gone(keep=None, keep_days=None) == []
-    assert gone(keep=2, keep_days=None) == sorted(p.name for p in paths[2:])
+    assert gone(keep=2, keep_days=None) == sorted(p.name for p in paths[2:5]), (
+        "the safety copy is not counted, and is among the newest few kept apart"
+    )
     assert gone(keep=None, keep_days=5) == sorted(p.name for p in paths[3:5])
-    assert gone(keep=5, keep_days=5) == [paths[4].name], "kept if either rule keeps it"
+    assert gone(keep=4, keep_days=5) == [paths[4].name], "kept if either rule keeps it"
+
+
+def test_safety_copies_of_failed_restores_never_push_good_backups_out_of_keep(
+    tmp_path: Path,
+) -> None:
+    """Four good backups, then three restores that failed after their safety backup: `--keep 2`
+    leaves the two newest good backups; the safety copies go by their own rule (the
+    SAFETY_KEEP newest stay, so the oldest of the three goes)."""
+    good = [f"2025012{day}T030000Z" for day in (1, 2, 3, 4)]
+    safety = [f"20250130T0{hour}0000Z-{backups.SAFETY_LABEL}" for hour in (1, 2, 3)]
+    for name in good + safety:
+        write_backup(tmp_path / name, {DUMP: b"x"})
+
+    removed = backups.apply_retention(tmp_path, keep=2, keep_days=None, reporter=Reporter())
+
+    assert sorted(p.name for p in removed) == sorted([*good[:2], safety[0]])
+    assert [p.name for p in backups.complete_backups(tmp_path)] == good[2:] + safety[1:]
+    assert backups.SAFETY_KEEP == 2
+
+
+def test_keep_days_keeps_recent_safety_copies_beyond_the_newest_few(tmp_path: Path) -> None:
+    now = datetime(2025, 1, 31, 3, 0, tzinfo=UTC)
+    safety = [
+        tmp_path / f"{(now - timedelta(days=age)).strftime(backups.STAMP)}-pre-restore"
+        for age in (0, 1, 2, 10)
+    ]
+    gone = backups.expired(safety, keep=1, keep_days=5, now=now)
+    assert gone == [safety[3]], "newer than --keep-days stays; older beyond the newest two goes"
 
 
 def test_retention_removes_only_whole_backups(tmp_path: Path) -> None:
@@ -169,7 +199,9 @@ def test_a_backup_failing_midway_leaves_nothing_that_looks_complete(
     monkeypatch.setattr(postgres, "Snapshot", FakeSnapshot)
     monkeypatch.setattr(postgres, "dump", fake_dump)
     monkeypatch.setattr(backups, "_download_objects", disk_full)
-    target = ContainerTarget("c0ffee", {"DATA_DIR": str(tmp_path / "data")})
+    target = ContainerTarget(
+        "c0ffee", {"DATA_DIR": str(tmp_path / "data"), "POSTGRES_HOST": "postgres"}
+    )
     with pytest.raises(OSError, match="No space left"):
         backups.backup(target, tmp_path / "backups")
     assert [p.name for p in (tmp_path / "backups").iterdir()] == [".lock"]
@@ -359,7 +391,11 @@ def test_a_restore_asks_first_and_always_brings_the_writers_back(
 
     monkeypatch.setattr(postgres, "check_archive", lambda *_: None)
     monkeypatch.setattr(postgres, "restore", pg_restore_fails)
-    target = ContainerTarget("c0ffee", {"DATA_DIR": str(tmp_path / "data")}, Writers(stop, start))
+    target = ContainerTarget(
+        "c0ffee",
+        {"DATA_DIR": str(tmp_path / "data"), "POSTGRES_HOST": "postgres"},
+        Writers(stop, start),
+    )
     questions: list[str] = []
 
     def decline(question: str) -> bool:
@@ -371,9 +407,18 @@ def test_a_restore_asks_first_and_always_brings_the_writers_back(
             restores.restore(target, made, confirm=confirm, safety_backup=False)
     assert "with backup 20250101T030000Z" in questions[0] and calls == []
 
-    without_writers = ContainerTarget("c0ffee", {"DATA_DIR": str(tmp_path / "data")})
+    without_writers = ContainerTarget(
+        "c0ffee", {"DATA_DIR": str(tmp_path / "data"), "POSTGRES_HOST": "postgres"}
+    )
     with pytest.raises(restores.RestoreRefused, match="no way to stop the writers"):
         restores.restore(without_writers, made, yes=True, safety_backup=False)
+    # Settings naming no PostgreSQL would migrate a local SQLite file after the restore.
+    no_database = ContainerTarget(
+        "c0ffee", {"DATA_DIR": str(tmp_path / "data")}, Writers(stop, start)
+    )
+    with pytest.raises(restores.RestoreRefused, match="name no PostgreSQL"):
+        restores.restore(no_database, made, yes=True, safety_backup=False)
+    assert calls == [], "refused before the writers stop"
 
     with pytest.raises(CommandError, match="could not execute query"):
         restores.restore(target, made, yes=True, safety_backup=False)

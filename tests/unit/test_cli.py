@@ -89,7 +89,7 @@ def _invoke_flags(task: Any) -> dict[str, dict[str, Any]]:
     return flags
 
 
-@pytest.mark.parametrize("name", sorted(SCRIPTS))
+@pytest.mark.parametrize("name", [*sorted(SCRIPTS), "up"])
 def test_script_and_task_take_identical_flags(name: str) -> None:
     """Every flag: same name, short flag, type, default and help in both front ends."""
     command = BY_NAME[name]
@@ -102,6 +102,9 @@ def test_script_and_task_take_identical_flags(name: str) -> None:
     assert from_script.keys() == from_invoke.keys()
     for long in from_script:
         assert from_script[long] == from_invoke[long], long
+    if name == "up":  # production on local stores only when asked, in either front end
+        assert from_invoke["--allow-local-stores"]["kind"] is bool
+        assert from_invoke["--allow-local-stores"]["default"] is False
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import errno
 import socket
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -17,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from coach import failures, health
 from coach.errors import Conflict, InternalError, InvalidInput, Unavailable
+from coach.llm import LLMError
 from coach.models import Question
 from tests.support.processes import free_port
 from tests.support.samples import FIB
@@ -334,3 +337,41 @@ def test_readiness_details_only_for_the_internal_network(
     assert details["version"] and details["environment"]
     assert "hunter2" in details["checks"]["database"]["error"]
     assert details["checks"]["database"]["latency_ms"] >= 0
+
+
+def test_an_unreachable_object_store_is_503_and_its_refusals_are_not() -> None:
+    """obstore's errors are no OSError: an S3 endpoint where nothing listens raises its
+    GenericError, which must read as an outage (a MinIO restart), not a bug."""
+    import obstore  # noqa: PLC0415
+    from obstore.exceptions import GenericError, NotFoundError  # noqa: PLC0415
+    from obstore.store import S3Store  # noqa: PLC0415
+
+    store = S3Store(
+        "coach-snippets",
+        endpoint=f"http://127.0.0.1:{free_port()}",
+        access_key_id="coach",
+        secret_access_key="not-a-secret",
+        region="us-east-1",
+        client_options={"allow_http": True, "timeout": "2s", "connect_timeout": "2s"},
+        retry_config={"max_retries": 0, "backoff": {}, "retry_timeout": timedelta(seconds=2)},
+    )
+    with pytest.raises(GenericError) as unreachable:
+        obstore.put(store, "snippets/x", b"x")
+    error = failures.as_coach_error(unreachable.value)
+    assert isinstance(error, Unavailable) and error.headers == {"Retry-After": "5"}
+    assert not failures.is_unavailable(NotFoundError("snippets/x not found"))
+
+
+def test_qdrant_and_llm_outages_are_503_but_their_refusals_are_not() -> None:
+    from qdrant_client.http.exceptions import UnexpectedResponse  # noqa: PLC0415
+
+    def qdrant(status: int) -> UnexpectedResponse:
+        return UnexpectedResponse(status, "", b"{}", httpx.Headers())
+
+    assert failures.is_unavailable(qdrant(503)) and failures.is_unavailable(qdrant(429))
+    assert not failures.is_unavailable(qdrant(400))
+    assert failures.is_unavailable(LLMError("LLM API answered 503", error_type="503"))
+    assert failures.is_unavailable(LLMError("LLM API unreachable"))  # transport, deadline
+    refused = LLMError("LLM API answered 401: bad key", error_type="401")
+    assert not failures.is_unavailable(refused), "a wrong key is no outage: no Retry-After"
+    assert isinstance(failures.as_coach_error(refused), InternalError)
