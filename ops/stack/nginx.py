@@ -47,6 +47,12 @@ for _tag in ("!override", "!reset"):
     _ComposeLoader.add_constructor(_tag, _untagged)
 
 
+def load_compose_file(name: str) -> dict[str, Any]:
+    """One file of infra/compose as written (no interpolation, no merge), tags read plain."""
+    data: dict[str, Any] = yaml.load((COMPOSE_DIR / name).read_text(), _ComposeLoader)  # noqa: S506 - a SafeLoader
+    return data
+
+
 def interpolate(value: str) -> str:
     """Compose's `${NAME:-default}` at its default, as on a host that sets none of them."""
 
@@ -64,10 +70,7 @@ def interpolate(value: str) -> str:
 def nginx_service(file_set: str) -> tuple[dict[str, str], dict[str, Path]]:
     """(environment, {container path: host file}) of the edge service, merged over the files
     in order as compose merges them (environment by name, volumes by target)."""
-    composes: list[dict[str, Any]] = [
-        yaml.load((COMPOSE_DIR / name).read_text(), _ComposeLoader)  # noqa: S506 - a SafeLoader
-        for name in FILE_SETS[file_set]
-    ]
+    composes = [load_compose_file(name) for name in FILE_SETS[file_set]]
     (edge,) = roles.services_with(composes[0], role="edge")
     environment: dict[str, str] = {}
     mounts: dict[str, Path] = {}

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ops.images.catalog import load_images
 from ops.paths import COMPOSE_DIR
+from ops.stack.nginx import load_compose_file
 
 SHELL_BUILTINS = {"exec", "printf", "echo", "test", "[", "exit", "true", "false", "export"}
 
@@ -49,28 +49,7 @@ UPSTREAM: dict[str, Upstream] = {
 IMAGE_VAR = re.compile(r"^\$\{(?P<var>[A-Z_]+_IMAGE)(?::?[-?][^}]*)?\}$")
 
 
-class ComposeLoader(yaml.SafeLoader):
-    """Compose's merge tags (!override, !reset) read as plain values."""
-
-
-def _plain(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node)
-    assert isinstance(node, yaml.ScalarNode)
-    return loader.construct_scalar(node)
-
-
-for tag in ("!override", "!reset"):
-    ComposeLoader.add_constructor(tag, _plain)
-
-
-def load(name: str) -> dict[str, Any]:
-    text = (COMPOSE_DIR / name).read_text()
-    data: dict[str, Any] = yaml.load(text, Loader=ComposeLoader)  # noqa: S506 - a SafeLoader
-    return data
-
+load = load_compose_file  # the name these tests read as
 
 BASE = load("docker-compose.yml")
 FILES = ["docker-compose.yml", "docker-compose.override.yml", "docker-compose.prod.yml"]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ops.paths import COMPOSE_DIR, INFRA
+from ops.paths import INFRA
+from ops.stack.nginx import load_compose_file
 from tests.support import dashboards
 
 PROMETHEUS = INFRA / "observability" / "prometheus"
@@ -35,25 +36,7 @@ FILTERS: dict[str, dict[str, tuple[str, ...]]] = {
 _AGGREGATION = re.compile(r"\b(sum|max|min|count|avg)\s*(by\s*\(([^)]*)\)\s*)?\(")
 
 
-class _ComposeLoader(yaml.SafeLoader):
-    """Compose's merge tags (!override, !reset) read as plain values."""
-
-
-def _untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_scalar(node)  # type: ignore[arg-type]
-
-
-_ComposeLoader.add_multi_constructor("!", _untagged)
-
-
-def load_compose(name: str) -> dict[str, Any]:
-    text = (COMPOSE_DIR / name).read_text()
-    data: dict[str, Any] = yaml.load(text, Loader=_ComposeLoader)  # noqa: S506 - a SafeLoader
-    return data
+load_compose = load_compose_file  # the name these tests read as
 
 
 def _prometheus_config(name: str) -> dict[str, Any]:
