@@ -94,6 +94,14 @@ ORPHAN_OBJECTS_REMOVED = Counter(
     "coach_orphan_objects_removed_total",
     "Objects under snippets/ deleted because no snippet row named them (a refused upload's).",
 )
+INDEX_TASKS_RESENT = Counter(
+    "coach_index_tasks_resent_total",
+    "Index tasks re-sent because the run indexing their snippet died (its lease lapsed).",
+)
+INDEX_TASKS_SKIPPED = Counter(
+    "coach_index_tasks_skipped_total",
+    "Index messages dropped because another run holds the snippet's lease (it finishes it).",
+)
 CELERY_TASKS = Counter(
     "coach_celery_tasks_total",
     "Celery task executions, by task and state (started|succeeded|failed|retried).",

@@ -204,6 +204,21 @@ class Settings(BaseSettings):
     )
     worker_heartbeat_file: Path = Path("/tmp/coach-worker.heartbeat")  # noqa: S108 - tmpfs by design
     beat_lock_ttl: int = Field(default=60, ge=3, description="Seconds a dead beat's lock lasts.")
+    index_lease_ttl: int = Field(
+        default=30,
+        ge=3,
+        le=300,
+        description="Seconds an index task's lease on its snippet lasts unless renewed (every "
+        "third of it while the task runs): a killed worker's snippets are re-sent once it "
+        "lapses (worker/redelivery.py).",
+    )
+    index_test_delay: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="For tests and drills only: seconds an index task waits, holding its lease "
+        "with the snippet marked indexing, before it indexes (keeps tasks in flight).",
+    )
     startup_wait: float = Field(
         default=90.0,
         ge=0,

@@ -114,12 +114,15 @@ class DeliveryCapped(Task):  # type: ignore[misc]  # celery ships no type hints
         super().after_return(status, retval, task_id, args, kwargs, einfo)
 
 
-def send_once(task: Task, task_id: str, args: list[Any]) -> bool:
-    """Send `task` under `task_id` unless a message for that id went out less than SENT_TTL_S
-    ago (it may still be queued): True if this call sent one. Redis errors propagate."""
+def send_once(
+    task: Task, task_id: str, args: list[Any], *, marker: str | None = None, ttl: int = SENT_TTL_S
+) -> bool:
+    """Send `task` under `task_id` unless a message for that id (or for `marker`, when given)
+    went out less than `ttl` seconds ago (it may still be queued): True if this call sent one.
+    Redis errors propagate."""
     url = get_settings().redis_url
-    marker = SENT_PREFIX + task_id
-    if url is not None and not _redis(url).set(marker, "1", nx=True, ex=SENT_TTL_S):
+    marker = SENT_PREFIX + (marker or task_id)
+    if url is not None and not _redis(url).set(marker, "1", nx=True, ex=ttl):
         return False
     try:
         task.apply_async(args=args, task_id=task_id)

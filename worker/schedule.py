@@ -17,6 +17,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": crontab(minute="*"),
             "options": {"expires": 50},
         },
+        "redeliver-lost-index-tasks": {
+            "task": "coach.redeliver_lost",
+            "schedule": crontab(minute="*"),
+            "options": {"expires": 50},
+        },
         "requeue-stale-pending": {
             "task": "coach.requeue_pending",
             "schedule": crontab(minute="*/5"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -14,10 +15,20 @@ from celery import Task
 from coach import agent, failures, logfiles, reindexing, snippets
 from coach.errors import CoachError, InternalError, NotFound
 from coach.llm import LLMError
-from coach.metrics import LLM_UP, ORPHAN_OBJECTS_REMOVED, SNIPPETS_FAILED, SNIPPETS_INDEXED
+from coach.metrics import (
+    INDEX_TASKS_RESENT,
+    INDEX_TASKS_SKIPPED,
+    LLM_UP,
+    ORPHAN_OBJECTS_REMOVED,
+    SNIPPETS_FAILED,
+    SNIPPETS_INDEXED,
+)
 from coach.runtime import Runtime
 from coach.settings import get_settings
-from worker import observability  # noqa: F401 - connects the signal handlers where tasks live
+from worker import (
+    observability,  # noqa: F401 - connects the signal handlers where tasks live
+    redelivery,
+)
 from worker.celery_app import app
 from worker.deliveries import DeliveryCapped, send_once
 
@@ -53,8 +64,27 @@ def index_snippet(self: Task, snippet_id: str) -> dict[str, Any]:
     the snippet. The snippet's `error` is a fixed reason users may read; the exception is in
     this log."""
     sid = uuid.UUID(snippet_id)
+    settings = get_settings()
+    retries = self.request.retries or 0
+    lease = redelivery.Lease(
+        None if self.request.is_eager else settings.redis_url,
+        sid,
+        task_id=self.request.id or snippet_id,
+        retries=retries,
+        ttl=settings.index_lease_ttl,
+    )
     try:
-        chunks = run(lambda rt: snippets.index(rt, sid))
+        with lease.held():  # worker/redelivery.py: one run per snippet at a time
+            try:
+                chunks = _index(sid, settings.index_test_delay)
+            except Exception as exc:
+                if failures.is_unavailable(exc) and retries < self.max_retries:
+                    lease.hand_to_retry(_countdown(retries))  # the sweep leaves it alone
+                raise
+    except redelivery.LeaseHeld:
+        INDEX_TASKS_SKIPPED.inc()
+        log.info("snippet being indexed by another run; message dropped", snippet_id=snippet_id)
+        return {"snippet_id": snippet_id, "status": "running elsewhere"}
     except NotFound:
         log.warning("snippet vanished before indexing", snippet_id=snippet_id)
         return {"snippet_id": snippet_id, "status": "missing"}
@@ -63,16 +93,27 @@ def index_snippet(self: Task, snippet_id: str) -> dict[str, Any]:
             log.exception("indexing failed", snippet_id=snippet_id)
             _fail(sid, _reason(exc))
             raise
-        retries = self.request.retries
         if retries >= self.max_retries:  # retry() would re-raise exc without failing the snippet
             log.error(
                 "indexing gave up", snippet_id=snippet_id, retries=retries, error=str(exc)[:300]
             )
             _fail(sid, f"gave up after {retries} retries: {failures.dependency(exc)} unavailable")
             raise
-        raise self.retry(exc=exc, countdown=min(2**retries, 60)) from exc
+        raise self.retry(exc=exc, countdown=_countdown(retries)) from exc
     SNIPPETS_INDEXED.inc()
     return {"snippet_id": snippet_id, "status": "indexed", "chunks": chunks}
+
+
+def _countdown(retries: int) -> int:
+    return int(min(2**retries, 60))
+
+
+def _index(sid: uuid.UUID, test_delay: float) -> int:
+    if test_delay > 0:  # INDEX_TEST_DELAY, a drill's knob: in flight, marked indexing
+        if not run(lambda rt: redelivery.mark_indexing(rt, sid)):
+            raise NotFound(f"no snippet {sid}")
+        time.sleep(test_delay)
+    return run(lambda rt: snippets.index(rt, sid))
 
 
 def _reason(exc: Exception) -> str:
@@ -229,3 +270,28 @@ def requeue_pending(older_than_s: float = 300) -> dict[str, Any]:
             run(partial(snippets.set_task, sid=sid, task_id=task_id))
         sent += send_once(index_snippet, task_id, [str(sid)])
     return {"requeued": sent, "still_queued": len(stale) - sent}
+
+
+@app.task(name="coach.redeliver_lost")
+def redeliver_lost() -> dict[str, Any]:
+    """Snippets marked indexing whose lease lapsed (the run died with its worker): sent again
+    under the task id their client holds, at most once per four lease TTLs each
+    (worker/redelivery.py)."""
+    settings = get_settings()
+    url = settings.redis_url
+    if url is None:
+        return {"skipped": "embedded: tasks run in-process"}
+    ttl = settings.index_lease_ttl
+    candidates = run(lambda rt: redelivery.indexing(rt, older_than_s=ttl))
+    lost = redelivery.unleased(url, candidates)
+    sent = 0
+    for sid, known_id in lost:
+        task_id = known_id or str(uuid.uuid4())
+        if known_id is None:
+            run(partial(snippets.set_task, sid=sid, task_id=task_id))
+        marker = f"{redelivery.RESENT_PREFIX}{sid}"
+        sent += send_once(index_snippet, task_id, [str(sid)], marker=marker, ttl=ttl * 4)
+    if sent:
+        INDEX_TASKS_RESENT.inc(sent)
+        log.warning("index tasks re-sent: the runs holding them died", resent=sent)
+    return {"indexing": len(candidates), "lost": len(lost), "resent": sent}

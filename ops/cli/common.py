@@ -44,7 +44,8 @@ class TargetOptions(StackOptions):
         "no compose stack: PostgreSQL runs in this container, and the app's settings come from "
         "this process's environment (POSTGRES_HOST/PORT/PASSWORD, S3_*, QDRANT_*, DATA_DIR or "
         f"their *_FILE forms). Without it, a stack's data services are reached on the ports it "
-        f"publishes on 127.0.0.1, or where {OVERRIDE_PREFIX}<VARIABLE> says",
+        "publishes on 127.0.0.1, else through a short-lived tunnel container on its network; "
+        f"{OVERRIDE_PREFIX}<VARIABLE> wins over both",
         metavar="ID",
     )
 

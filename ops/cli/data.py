@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ from ops.data.logclean import clean
 from ops.data.manifest import MANIFEST, Manifest
 from ops.data.offsite import Destination
 from ops.data.reindex import reindex
-from ops.data.restore import restore
+from ops.data.restore import Recovery, restore
 from ops.errors import OpsError, UsageError
 from ops.settings import get_settings as ops_settings
 
@@ -106,14 +108,15 @@ def run_backup(options: BackupOptions, reporter: Reporter) -> None:
             + ", ".join(p.name for p in going)
             + "."
         )
-    result = backup(
-        options.target(),
-        options.dest,
-        keep=options.keep,
-        keep_days=options.keep_days,
-        offsite_to=destination,
-        reporter=reporter,
-    )
+    with closing(options.target()) as target:  # its tunnels close, also on Ctrl-C
+        result = backup(
+            target,
+            options.dest,
+            keep=options.keep,
+            keep_days=options.keep_days,
+            offsite_to=destination,
+            reporter=reporter,
+        )
     manifest = result.manifest
     rows = [
         ("directory", result.path),
@@ -234,16 +237,51 @@ def run_restore(options: RestoreOptions, reporter: Reporter) -> None:
         )
     else:
         directory = backup_directory(options.backup, options.backups_dir)
-    restore(
-        options.target(),
-        directory,
-        yes=options.yes,
-        dry_run=options.dry_run,
-        confirm=_confirm_on_terminal,
-        safety_backup=not options.no_safety_backup,
-        backups_root=options.backups_dir,
-        reporter=reporter,
-    )
+    with closing(options.target()) as target:
+        restore(
+            target,
+            directory,
+            yes=options.yes,
+            dry_run=options.dry_run,
+            confirm=_confirm_on_terminal,
+            safety_backup=not options.no_safety_backup,
+            backups_root=options.backups_dir,
+            recovery=_recovery(options),
+            reporter=reporter,
+        )
+
+
+def _recovery(options: RestoreOptions) -> Recovery:
+    """The command lines a failed restore prints, with this invocation's flags: which stack or
+    container, which writer commands, which backups directory."""
+    if Path(sys.argv[0]).name == "restore.py":
+        program = ["./run", "python", "scripts/restore.py"]
+    else:
+        program = ["./run", "invoke", "restore"]
+    where: list[str] = []
+    if options.postgres_container:
+        where += ["--postgres-container", options.postgres_container]
+        if options.no_writers:
+            where.append("--no-writers")
+        elif options.stop_cmd and options.start_cmd:
+            where += ["--stop-cmd", options.stop_cmd, "--start-cmd", options.start_cmd]
+    else:
+        where += ["--prod"] if options.prod else []
+        where += ["--project", options.project] if options.project else []
+    if options.backups_dir != DEFAULT_ROOT:
+        where += ["--backups-dir", str(options.backups_dir)]
+
+    def again(path: Path) -> str:
+        # The state a failed restore left is not worth a safety copy of its own.
+        return shlex.join([*program, *where, "--backup", str(path), "--yes", "--no-safety-backup"])
+
+    def start(stopped: list[str]) -> str:
+        if options.postgres_container:
+            return options.start_cmd or "nothing to start (--no-writers)"
+        up = ["./run", "invoke", "up", "--no-build", *(["--prod"] if options.prod else [])]
+        return shlex.join(up + (["--project", options.project] if options.project else []))
+
+    return Recovery(again, start)
 
 
 RESTORE = Command(
@@ -254,13 +292,18 @@ RESTORE = Command(
 
 Before touching anything it checks every file against the manifest's sha256 (one changed byte:
 refused, naming the file), that this code knows the backup's schema revision, and that the
-server's pg_restore reads the dump; --dry-run stops there and says what would be replaced. It
-asks (a typed confirmation on a terminal) unless --yes, takes a safety backup of the current
-state, stops the writers (backend, worker, beat) and always starts them again. PostgreSQL is
-restored in one transaction, then ANALYZE; the object store ends up with exactly the backup's
-objects; migrations run when the backup's schema is older; vectors come from the Qdrant
-snapshot, or are rebuilt from the chunks table. It ends with a verification table (rows,
-objects, checksums, vectors); exit status 0 only when every check passes.
+server's pg_restore reads the dump; --dry-run stops there and says what would be replaced
+(no lock, nothing stopped, nothing written). It asks (a typed confirmation on a terminal) unless
+--yes, holds the backups directory's lock, stops the writers (backend, worker, beat) and the
+scheduled backups, and only then takes a safety backup of the current state, printing the
+command that puts it back. PostgreSQL is restored in one transaction into a fresh database
+beside the live one, which it then replaces (nothing of the old one survives, not even a table
+a later migration made); the object store gets the backup's objects, then loses the others;
+the migrate step runs; vectors come from the Qdrant snapshot, or are rebuilt from the chunks
+table. It ends with a verification table (rows, objects, checksums, vectors) and starts the
+writers again. Exit status 0 only when every check passes; on any failure once the writers
+stopped they stay stopped, and the error's hint names the command that restores the safety
+backup and the one that starts the writers.
 
 --from-offsite first downloads backup NAME from COACH_OFFSITE_URL into --backups-dir/NAME,
 decrypting it with COACH_BACKUP_AGE_IDENTITY_FILE when it was encrypted (refused without it),
@@ -287,9 +330,10 @@ class ReindexOptions(TargetOptions, JsonOption):
 def run_reindex(options: ReindexOptions, reporter: Reporter) -> None:
     if options.batch < 1:
         raise UsageError(f"--batch must be at least 1, not {options.batch}")
-    result = reindex(
-        options.target().settings(), batch=options.batch, fresh=options.fresh, reporter=reporter
-    )
+    with closing(options.target()) as target:
+        result = reindex(
+            target.settings(), batch=options.batch, fresh=options.fresh, reporter=reporter
+        )
     reporter.result(
         f"{result.collection}: {result.resumed_from + result.points} points "
         f"({result.points_per_second:.0f} points/s)",

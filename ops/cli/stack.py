@@ -4,17 +4,23 @@ the embedded single-process app (development only: production never degrades to 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ops.cli.common import ChangeOptions, JsonOption, StackOptions
 from ops.cli.spec import Command, opt
 from ops.console import Reporter, megabytes, say, table
+from ops.data.backup import DEFAULT_ROOT, backup
+from ops.data.restore import restore
+from ops.data.target import ComposeTarget
 from ops.errors import HostError, OpsError, StackError
 from ops.host import engine
 from ops.images.bake import image_size
 from ops.stack import doctor, embedded, keys, secrets
 from ops.stack import up as stacks
+from ops.stack import upgrade as upgrades
 from ops.stack.project import Project
 
 STATUS_HEADERS = ["service", "state", "health", "image", "source", "size", "ports / note"]
@@ -244,4 +250,109 @@ BUILD = Command(
     "Build the application image (one image for backend, worker, beat and migrate).",
 )
 
-COMMANDS = (UP, DOWN, PS, LOGS, BUILD)
+
+@dataclass(frozen=True)
+class UpgradeOptions(StackOptions, JsonOption):
+    no_build: bool = opt(False, "pull the application image instead of building it here")
+    backups_dir: Path = opt(
+        DEFAULT_ROOT, "where the backup taken first goes", metavar="DIR", shown="./backups"
+    )
+    allow_local_stores: bool = opt(
+        False, "with --prod: go on where the Qdrant or MinIO image cannot be had (as `up`)"
+    )
+    wait_timeout: int = opt(300, "seconds each service may take to get healthy", metavar="S")
+
+
+def _retry_command(options: UpgradeOptions) -> str:
+    words = ["./run invoke upgrade"]
+    words += ["--prod"] if options.prod else []
+    words += [f"--project {options.project}"] if options.project else []
+    words += ["--no-build"] if options.no_build else []
+    words += ["--allow-local-stores"] if options.allow_local_stores else []
+    return " ".join(words)
+
+
+def _steps_table(result: upgrades.UpgradeResult) -> str:
+    rows = [(s.name, s.status, f"{s.seconds:.1f}s", s.detail) for s in result.steps]
+    return table(["step", "result", "time", "detail"], rows)
+
+
+def run_upgrade(options: UpgradeOptions, reporter: Reporter) -> None:
+    engine.ensure()
+    project = options.stack()
+    target = ComposeTarget(project)
+
+    def take_backup() -> Path:
+        return backup(target, options.backups_dir, label="pre-upgrade", reporter=reporter).path
+
+    def restore_backup(path: Path) -> None:
+        restore(
+            ComposeTarget(project), path, yes=True, backups_root=options.backups_dir,
+            reporter=reporter,
+        )  # fmt: skip
+
+    try:
+        result = upgrades.upgrade(
+            project,
+            take_backup=take_backup,
+            restore_backup=restore_backup,
+            build=not options.no_build,
+            allow_local_stores=options.allow_local_stores,
+            wait_timeout=options.wait_timeout,
+            reporter=reporter,
+        )
+    except upgrades.UpgradeFailed as exc:
+        failed = exc.result
+        reporter.result(
+            _steps_table(failed)
+            + f"\n\nFAILED after {failed.seconds:.0f}s; "
+            + (
+                "rolled back to " + failed.rollback_image
+                if failed.rolled_back
+                else "NOT rolled back"
+            )
+            + ("; backup restored: " + str(failed.backup) if failed.restored else "")
+            + f"\nretry: {_retry_command(options)}",
+            ok=False,
+            steps=[dataclasses.asdict(s) for s in failed.steps],
+            backup=str(failed.backup) if failed.backup else None,
+            rolled_back=failed.rolled_back,
+            restored=failed.restored,
+            retry=_retry_command(options),
+        )
+        raise
+    reporter.result(
+        _steps_table(result)
+        + f"\n\nupgraded {project.name} in {result.seconds:.0f}s: schema "
+        + f"{result.from_revision or 'none'} -> {result.to_revision}; backup {result.backup}",
+        ok=True,
+        project=project.name,
+        steps=[dataclasses.asdict(s) for s in result.steps],
+        backup=str(result.backup),
+        from_revision=result.from_revision,
+        to_revision=result.to_revision,
+        seconds=round(result.seconds, 1),
+    )
+
+
+UPGRADE = Command(
+    "upgrade",
+    UpgradeOptions,
+    run_upgrade,
+    """Move the running stack to this checkout's code, keeping its data and serving throughout.
+
+Preflight (engine, the stack running and healthy, disk, the schema revision known to this
+code, images resolvable), the running app image tagged <repo>:rollback-<project>, a backup
+(label pre-upgrade), the new image built (--no-build: pulled), the migrate step once, then
+backend, worker and beat recreated one at a time (the new backend starts beside the old one),
+the rest of the stack brought in step, health verified. When a step after the backup fails,
+the app goes back to the tagged image and, if the schema changed, the backup is restored; the
+result table names each step and the command to retry; exit 1.
+
+examples:
+  ./run invoke upgrade                             # the development stack
+  ./run invoke upgrade --prod                      # production (.env.prod, its secrets)
+""",
+)
+
+COMMANDS = (UP, DOWN, PS, LOGS, BUILD, UPGRADE)

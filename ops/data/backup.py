@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,17 +82,19 @@ def backup(
     keep_days: float | None = None,
     offsite_to: Destination | None = None,
     reporter: Reporter | None = None,
+    lock: bool = True,
 ) -> BackupResult:
     """Back up `target` into a new directory under `root`; then copy it off-site
     (`offsite_to`, every object read back and checked) and apply retention (`keep` newest
     and/or those newer than `keep_days`). Raises on any failure, leaving no directory that
-    looks complete."""
+    looks complete. `lock=False`: the caller holds `locked(root)` already (a restore holds it
+    from before its safety backup to its end)."""
     reporter = reporter or Reporter()
     if keep is not None and keep < 1:
         raise OpsError("--keep must be at least 1: the backup just made is always kept")
     started = time.monotonic()
     private_dir(root, parents=True, exist_ok=True)
-    with locked(root):
+    with locked(root) if lock else nullcontext():
         for stale in root.glob(f"*{PARTIAL}"):  # a killed earlier run: never complete
             reporter.event("stale", f"removing unfinished {stale.name}", path=str(stale))
             shutil.rmtree(stale)

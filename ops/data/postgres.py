@@ -245,18 +245,94 @@ def toc_entries(listing: str) -> int:
     return sum(1 for line in map(str.strip, listing.splitlines()) if line and line[0] != ";")
 
 
+# Where the swap is done from, never a database swapped: template1, which every cluster has
+# (the fresh database is made from template0, so a session here is in no one's way).
+MAINTENANCE_DB = "template1"
+RESTORING_SUFFIX = "_restoring"  # the fresh database a restore fills, beside the live one
+REPLACED_SUFFIX = "_replaced"  # the live database once swapped out, dropped right after
+TERMINATE_WAIT_MS = 10_000  # pg_terminate_backend waits this long for each session to end
+
+
+def restoring_name(target: Target) -> str:
+    return f"{target.db_name}{RESTORING_SUFFIX}"
+
+
 def restore(target: Target, path: Path, *, progress: Fed) -> None:
-    """All or nothing: one transaction, stopping at the first error; the dump's objects are
-    dropped first (--clean --if-exists) and recreated. No owners or grants from the dump: its
-    roles may not exist on this server yet, and the migrate step that follows every restore
-    (coach/dbroles.py) hands the objects to the owner role and grants the app role again.
-    `progress` gets the bytes of the archive sent and the items (table-of-contents entries)
-    restored so far."""
+    """The archive into a fresh, empty database beside the live one (`<db>_restoring`),
+    then the swap (`swap_in_restored`) is the caller's: nothing of the live database survives,
+    not even a table a later migration made. A restoring database left by a killed run is
+    dropped first (with any pg_restore still feeding it). All or nothing: one transaction,
+    stopping at the first error. No owners or grants from the dump: its roles may not exist on
+    this server yet, and the migrate step that follows every restore (coach/dbroles.py) hands
+    the objects to the owner role and grants the app role again. `progress` gets the bytes of
+    the archive sent and the items (table-of-contents entries) restored so far."""
+    fresh = restoring_name(target)
+    _admin(
+        target,
+        f"DROP DATABASE IF EXISTS {_ident(fresh)} WITH (FORCE)",
+        # template0: nothing a later change put into template1 comes along either.
+        f"CREATE DATABASE {_ident(fresh)} TEMPLATE template0",
+    )
     argv = exec_argv(
         target, "pg_restore", "--verbose", "--clean", "--if-exists", "--single-transaction",
         "--exit-on-error", "--no-owner", "--no-privileges", "--no-password",
-        "-U", target.db_user, "-d", target.db_name,
+        "-U", target.db_user, "-d", fresh,
         stdin=True,
     )  # fmt: skip
     _feed(argv, path, progress=progress, count=RESTORED_ITEM)
-    psql(target, "ANALYZE")  # fresh planner statistics: pg_restore leaves none
+    # Fresh planner statistics: pg_restore leaves none.
+    run(_psql_argv(target, fresh, "ANALYZE"), capture=True, quiet=True)
+
+
+def swap_in_restored(target: Target) -> None:
+    """The restored database takes the live one's name; the live one is dropped. New sessions
+    are refused and the open ones (the exporter, a stray psql) ended first: a database in use
+    cannot be renamed. Each step is its own statement, so a swap cut short is finished by the
+    next restore: with no live database left, the restored one is simply renamed."""
+    live, fresh = target.db_name, restoring_name(target)
+    old = f"{live}{REPLACED_SUFFIX}"
+    named = f"datname = {_literal(live)}"
+    exists = f"SELECT 1 FROM pg_database WHERE {named}"  # noqa: S608 - quoted
+    steps = [f"DROP DATABASE IF EXISTS {_ident(old)} WITH (FORCE)"]
+    if run(_psql_argv(target, MAINTENANCE_DB, exists), capture=True, quiet=True).stdout.strip():
+        steps += [
+            f"ALTER DATABASE {_ident(live)} WITH ALLOW_CONNECTIONS false",
+            f"SELECT count(pg_terminate_backend(pid, {TERMINATE_WAIT_MS})) "  # noqa: S608
+            f"FROM pg_stat_activity WHERE {named}",
+            f"ALTER DATABASE {_ident(live)} RENAME TO {_ident(old)}",
+        ]
+    steps += [
+        f"ALTER DATABASE {_ident(fresh)} RENAME TO {_ident(live)}",
+        f"DROP DATABASE IF EXISTS {_ident(old)} WITH (FORCE)",
+    ]
+    _admin(target, *steps)
+
+
+def drop_restoring(target: Target) -> None:
+    """The restoring database of a failed restore (it holds nothing anyone needs)."""
+    _admin(target, f"DROP DATABASE IF EXISTS {_ident(restoring_name(target))} WITH (FORCE)")
+
+
+def _admin(target: Target, *statements: str) -> None:
+    """Statements from the maintenance database, each its own (CREATE and DROP DATABASE
+    refuse to run in a transaction block, which one -c of several statements would be)."""
+    argv = _psql_argv(target, MAINTENANCE_DB)
+    for statement in statements:
+        argv += ["-c", statement]
+    run(argv, capture=True, quiet=True)
+
+
+def _psql_argv(target: Target, database: str, sql: str | None = None) -> list[str]:
+    return exec_argv(
+        target, "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", target.db_user, "-d",
+        database, *(["-c", sql] if sql is not None else []),
+    )  # fmt: skip
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    """A database name as an SQL identifier (ours: from the target's settings)."""
+    return '"' + name.replace('"', '""') + '"'

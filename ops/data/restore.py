@@ -1,18 +1,37 @@
-"""Restore a backup made by ops.backup, in an order an operator can trust:
+"""Restore a backup made by ops.backup, in an order that cannot make things worse:
 
 1. Prove the backup whole (every sha256 in the manifest), its schema revision known to this
    code and its dump readable by the server's pg_restore. Any doubt: refuse, nothing touched.
+   `--dry-run` ends here: it takes no lock, stops nothing and writes nothing.
 2. Ask (--yes, or a typed confirmation on a terminal).
-3. Take a safety backup of what is there now.
-4. Stop the writers; restore PostgreSQL (one transaction), the objects, the schema migrations
-   and the vectors (snapshot or rebuild); verify; and always start the writers again.
-5. Report: row counts, objects and vectors against the manifest. Any mismatch fails the run.
+3. Take the backups directory's lock (ops/data/backup.py `locked`) for the whole run: no backup
+   from this host starts while the stores are half restored.
+4. Stop the writers, and the scheduled backup services with them (coach.role=backup).
+5. Only then take the safety backup: of exactly what the restore replaces, with nothing
+   written after it. The command that puts it back is printed right away (a restore killed
+   later prints nothing).
+6. PostgreSQL into a fresh database beside the live one (`<db>_restoring`, from template0, in
+   one transaction), then swapped in by rename and the old one dropped. Beside-and-swap rather
+   than drop-and-recreate: until the swap the live database is untouched, so a pg_restore that
+   fails or is killed leaves it as it was (a killed run's restoring database, and any
+   pg_restore still feeding it, is dropped by the next restore); and since the database is
+   new, nothing of the replaced one survives, not even a table a later migration made. The
+   database-level grants and the schema's owners come back with the migrate step (7).
+7. The objects: the backup's written first, then the ones it does not hold deleted (a failure
+   midway leaves every object the backup has). Then the migrate step (always: owners and
+   grants, coach/dbroles.py), the vectors (snapshot or rebuild), and the checks (rows, objects,
+   vectors against the manifest). Then the writers start again.
+
+Any failure once the writers are stopped leaves them stopped (the stores may be mixed: the app
+must not serve them) and raises `RestoreFailed`, whose hint and `restore-failed` event name
+the command that restores the safety backup and the one that starts the writers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +46,9 @@ from coach.settings import Settings
 from coach.vectors import VectorStore
 from ops.console import Reporter, human_size, table
 from ops.data import postgres, qdrant
-from ops.data.backup import DEFAULT_ROOT, PARALLEL_OBJECTS, SAFETY_LABEL, backup
+from ops.data.backup import DEFAULT_ROOT, PARALLEL_OBJECTS, SAFETY_LABEL, backup, locked
 from ops.data.manifest import DUMP, TABLES, Manifest, verify
+from ops.data.private import private_dir
 from ops.data.reindex import reindex
 from ops.data.target import Target
 from ops.errors import OpsError
@@ -54,6 +74,34 @@ class VerificationFailed(OpsError):
         failed = [c.what for c in checks if not c.ok]
         super().__init__(f"restored, but verification failed: {', '.join(failed)}")
         self.checks = checks
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The command lines that put things back by hand after a failed restore (the CLI derives
+    them from how it was invoked: ops/cli/data.py)."""
+
+    restore: Callable[[Path], str]  # restores this backup directory: no question, no safety copy
+    start: Callable[[list[str]], str]  # starts these stopped writers again
+
+    @classmethod
+    def default(cls) -> Recovery:
+        return cls(
+            lambda path: shlex.join(
+                ["./run", "invoke", "restore", "--backup", str(path), "--yes", "--no-safety-backup"]
+            ),
+            lambda stopped: f"start the writers again: {', '.join(stopped) or 'none'}",
+        )
+
+
+class RestoreFailed(OpsError):
+    """A restore that failed once the writers were stopped: they stay stopped, and the hint
+    says how to put the state before it back and start them."""
+
+    def __init__(self, message: str, *, hint: str, restore_command: str | None, start: str):
+        super().__init__(message, hint=hint)
+        self.restore_command = restore_command
+        self.start_command = start
 
 
 @dataclass(frozen=True)
@@ -94,12 +142,15 @@ def restore(
     confirm: Callable[[str], bool] | None = None,
     safety_backup: bool = True,
     backups_root: Path = DEFAULT_ROOT,
+    recovery: Recovery | None = None,
     reporter: Reporter | None = None,
 ) -> RestoreResult:
     """Replace the target's database, objects and vectors with the backup in `directory`.
     Without `yes`, `confirm` (a prompt on a terminal) must agree, or nothing happens.
-    `dry_run`: the whole preflight, then what would be replaced; nothing changes."""
+    `dry_run`: the whole preflight, then what would be replaced; nothing changes.
+    `recovery`: the command lines printed when it fails after the writers stopped."""
     reporter = reporter or Reporter()
+    recovery = recovery or Recovery.default()
     started = time.monotonic()
     plan = _preflight(target, directory, reporter)
     manifest = plan.manifest
@@ -120,46 +171,117 @@ def restore(
     if not yes and not (confirm is not None and confirm(question)):
         raise RestoreRefused(f"{question} Not confirmed: pass --yes to restore; nothing changed")
 
-    safety = None
-    if safety_backup:
-        reporter.event("safety-backup", "taking a safety backup of the current state first")
-        safety = backup(target, backups_root, label=SAFETY_LABEL, reporter=reporter).path
-    stopped = target.stop_writers()
-    reporter.event(
-        "writers-stopped", f"writers stopped: {', '.join(stopped) or 'none'}", stopped=stopped
-    )
-    try:
-        migrated, vectors, checks = _replace(target, directory, plan, reporter)
-    except BaseException:
-        # Whatever failed, the app comes back; a failure to bring it back is reported without
-        # hiding the one that matters (why the restore stopped).
+    private_dir(backups_root, parents=True, exist_ok=True)
+    with locked(backups_root):
+        stopped = target.stop_writers()
+        reporter.event(
+            "writers-stopped", f"writers stopped: {', '.join(stopped) or 'none'}", stopped=stopped
+        )
+        safety: Path | None = None
+        touched = False  # whether the live stores changed yet
         try:
-            target.start_writers(stopped)
-        except Exception as exc:
-            reporter.error(f"could not start the writers again ({', '.join(stopped)}): {exc}")
-        raise
-    target.start_writers(stopped)
-    reporter.event("writers-started", f"writers started: {', '.join(stopped) or 'none'}")
-    result = RestoreResult(
-        directory, manifest, safety, stopped, migrated, vectors, checks, time.monotonic() - started
-    )
-    rows = [(c.what, c.expected, c.actual, "ok" if c.ok else "MISMATCH") for c in checks]
+            if safety_backup:
+                reporter.event("safety-backup", "taking a safety backup of the current state")
+                safety = backup(
+                    target, backups_root, label=SAFETY_LABEL, reporter=reporter, lock=False
+                ).path
+                again = recovery.restore(safety)
+                reporter.event(
+                    "recovery",
+                    f"safety backup {safety}; should this restore fail or be killed, `{again}` "
+                    "puts it back",
+                    safety_backup=str(safety),
+                    restore_command=again,
+                    start_command=recovery.start(stopped),
+                )
+            touched = True
+            migrated, vectors, checks = _replace(target, directory, plan, reporter)
+            result = RestoreResult(
+                directory,
+                manifest,
+                safety,
+                stopped,
+                migrated,
+                vectors,
+                checks,
+                time.monotonic() - started,
+            )
+            _report(reporter, result)
+            if not result.ok:
+                raise VerificationFailed(checks)
+        except BaseException as exc:
+            failure = _failed(
+                exc,
+                safety=safety,
+                stopped=stopped,
+                touched=touched,
+                recovery=recovery,
+                reporter=reporter,
+            )
+            if isinstance(exc, Exception):
+                raise failure from exc
+            reporter.error(str(failure), failure.hint)  # Ctrl-C: the way back, then out
+            raise
+        target.start_writers(stopped)
+        reporter.event(
+            "writers-started", f"writers started: {', '.join(stopped) or 'none'}", started=stopped
+        )
+    return result
+
+
+def _report(reporter: Reporter, result: RestoreResult) -> None:
+    rows = [(c.what, c.expected, c.actual, "ok" if c.ok else "MISMATCH") for c in result.checks]
+    safety = result.safety_backup
     reporter.result(
         table(["check", "expected", "actual", "result"], rows)
-        + f"\n\nrestored {manifest.name} in {result.seconds:.1f}s"
+        + f"\n\nrestored {result.manifest.name} in {result.seconds:.1f}s"
         + (f"; safety backup: {safety}" if safety else ""),
         ok=result.ok,
-        backup=str(directory),
+        backup=str(result.backup),
         safety_backup=str(safety) if safety else None,
         seconds=round(result.seconds, 3),
         checks=[
             {"check": c.what, "expected": c.expected, "actual": c.actual, "ok": c.ok}
-            for c in checks
+            for c in result.checks
         ],
     )
-    if not result.ok:
-        raise VerificationFailed(checks)
-    return result
+
+
+def _failed(
+    exc: BaseException,
+    *,
+    safety: Path | None,
+    stopped: list[str],
+    touched: bool,
+    recovery: Recovery,
+    reporter: Reporter,
+) -> RestoreFailed:
+    """The failure once the writers are stopped: they stay stopped (the stores may be half
+    restored), and the operator learns the two commands that put things back."""
+    start = recovery.start(stopped)
+    again = recovery.restore(safety) if safety is not None else None
+    cause = str(exc) or type(exc).__name__
+    message = f"restore failed: {cause}; the writers stay stopped ({', '.join(stopped) or 'none'})"
+    if again is not None:
+        hint = (
+            f"put the state before the restore back: `{again}`; then start the writers: `{start}`"
+        )
+    elif touched:
+        hint = (
+            "no safety backup was taken (--no-safety-backup): restore a backup you trust "
+            f"(`invoke backup --list`), then start the writers: `{start}`"
+        )
+    else:
+        hint = f"nothing was changed yet: start the writers again: `{start}`"
+    reporter.event(
+        "restore-failed",
+        message,
+        safety_backup=str(safety) if safety else None,
+        restore_command=again,
+        start_command=start,
+        stopped=stopped,
+    )
+    return RestoreFailed(message, hint=hint, restore_command=again, start=start)
 
 
 def _dry_run(
@@ -244,7 +366,7 @@ def _replace(
     def fed(sent: int, restored: int) -> None:
         restored = min(restored, items)  # never past the end, whatever pg_restore prints
         reporter.progress(
-            "postgres",
+            "pg_restore",
             f"pg_restore: {restored}/{items} items, {human_size(sent)} of {human_size(size)} read",
             completed=restored,
             total=items,
@@ -253,10 +375,15 @@ def _replace(
             size=size,
         )
 
-    postgres.restore(target, dump, progress=fed)
+    try:
+        postgres.restore(target, dump, progress=fed)
+    except Exception:
+        _drop_restoring(target, reporter)
+        raise
+    postgres.swap_in_restored(target)  # from here on the live database is the backup's
     # Exit status 0 of one transaction stopping at the first error: every item is in.
     reporter.progress(
-        "postgres",
+        "pg_restore",
         "database restored and analysed",
         done=True,
         completed=items,
@@ -292,6 +419,14 @@ def _replace(
         reindex(settings, fresh=True, reporter=reporter)
     target.after_writes()
     return migrated, vectors, _checks(target, settings, manifest, directory, migrated)
+
+
+def _drop_restoring(target: Target, reporter: Reporter) -> None:
+    """A failed pg_restore's database goes (the live one was never touched)."""
+    try:
+        postgres.drop_restoring(target)
+    except Exception as exc:  # the next restore drops it: not the failure that matters
+        reporter.event("cleanup", f"could not drop the restoring database: {exc}")
 
 
 def _needs_migration(revision: str | None) -> bool:
@@ -379,8 +514,9 @@ async def _restore_objects(
             objects=done,
         )
 
-    await asyncio.gather(*(delete(k) for k in extra))
+    # The backup's objects first: a failure midway leaves every one of them, never fewer.
     await asyncio.gather(*(put(k, r) for k, r in wanted.items()))
+    await asyncio.gather(*(delete(k) for k in extra))
     return len(wanted), len(extra)
 
 

@@ -12,14 +12,18 @@ the writers are the coach.role=writer ones.
 
 Two kinds: the compose stack (`ComposeTarget`) and a bare postgres container with explicit
 settings and writer callables (`ContainerTarget`, what the tests and other deployments use).
+A target may hold resources (the compose stack's tunnels): `close()` releases them; use it as
+`with contextlib.closing(target)`.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from coach.settings import Settings
 from ops.console import say
+from ops.data.tunnel import Tunnel, TunnelSpec, open_tunnel
 from ops.errors import TargetError
 from ops.proc import run
 from ops.stack import roles
@@ -60,6 +65,10 @@ class Target(Protocol):
     def start_writers(self, stopped: list[str]) -> None: ...
     def after_writes(self) -> None:
         """Called after the tooling wrote into the stores from this host (ownership fixes)."""
+        ...
+
+    def close(self) -> None:
+        """Release what reaching the stores took (tunnels); the target is done."""
         ...
 
 
@@ -163,13 +172,18 @@ class ContainerTarget:
     def after_writes(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 @dataclass
 class ComposeTarget:
-    """The compose stack. Data services are reached on the ports the development override
-    publishes on 127.0.0.1; production publishes none, so there COACH_TARGET_<NAME> variables
-    (e.g. COACH_TARGET_S3_ENDPOINT_URL through an SSH tunnel) say where they are. Where the
-    stack runs on local stores (no Qdrant/MinIO image), DATA_DIR is the volume's mountpoint."""
+    """The compose stack. A data service is reached on the port the stack publishes on
+    127.0.0.1 (the development override does); one that publishes none (production) through a
+    tunnel, a one-shot container on the service's network (ops/data/tunnel.py), open until
+    `close()`. COACH_TARGET_<NAME> variables win over both (a remote stack, e.g.
+    COACH_TARGET_S3_ENDPOINT_URL through an SSH tunnel). Where the stack runs on local stores
+    (no Qdrant/MinIO image), DATA_DIR is the volume's mountpoint."""
 
     project: Project
     overrides: Mapping[str, str] = field(
@@ -182,6 +196,8 @@ class ComposeTarget:
     healthy_within_s: float = 180
     _config: dict[str, Any] | None = None
     _data_dir: Path | None = None
+    _tunnels: dict[tuple[str, int], Tunnel] = field(default_factory=dict)
+    _closing: ExitStack = field(default_factory=ExitStack)
 
     @property
     def name(self) -> str:
@@ -277,13 +293,35 @@ class ComposeTarget:
     ) -> tuple[str, int]:
         if host not in self.config().get("services", {}):
             return host, port  # outside the stack (a managed service): reachable as it is
-        if port not in published.get(host, {}):
-            raise TargetError(
-                f"service {host} publishes no port to this host in {self.name} (production "
-                f"publishes none): set {OVERRIDE_PREFIX}<VARIABLE> to an address reachable from "
-                "here, e.g. through an SSH tunnel"
-            )
-        return "127.0.0.1", published[host][port]
+        if port in published.get(host, {}):
+            return "127.0.0.1", published[host][port]
+        if (host, port) not in self._tunnels:
+            spec = self.tunnel_spec(host, port)
+            say(f"{host}:{port} is published on no host port: through a tunnel on {spec.network}")
+            if not self._tunnels:  # a caller without close(): still closed at exit
+                atexit.register(self.close)
+            self._tunnels[host, port] = self._closing.enter_context(open_tunnel(spec))
+        return self._tunnels[host, port].address
+
+    def tunnel_spec(self, service: str, port: int) -> TunnelSpec:
+        """A tunnel to `service:port`: the app's image, on the first network of the service's
+        that the app shares (the one the app reaches it on)."""
+        config = self.config()
+        services = config.get("services", {})
+        app = services[roles.settings_service(config)]
+        mine = list(services[service].get("networks") or {"default": None})
+        shared = [n for n in mine if n in (app.get("networks") or {"default": None})] or mine
+        network = (config.get("networks", {}).get(shared[0]) or {}).get("name") or (
+            f"{self.project.name}_{shared[0]}"
+        )
+        if not app.get("image"):
+            raise TargetError(f"{self.name}: the app service names no image to tunnel with")
+        return TunnelSpec(self.project.name, service, service, port, network, app["image"])
+
+    def close(self) -> None:
+        """Close the tunnels this target opened."""
+        self._tunnels.clear()
+        self._closing.close()
 
     def _reachable_url(self, published: dict[str, dict[int, int]], url: str) -> str:
         parts = urlsplit(url)
@@ -311,7 +349,9 @@ class ComposeTarget:
 
     def stop_writers(self) -> list[str]:
         running = {row["Service"] for row in self.project.ps() if row.get("State") == "running"}
-        stopped = [s for s in roles.writers(self.config()) if s in running]
+        # The scheduled backups too: a backup of a half-restored state would look whole.
+        stoppable = roles.writers(self.config()) + roles.backup_services(self.config())
+        stopped = [s for s in stoppable if s in running]
         if stopped:
             try:
                 self.project.run("stop", *stopped)

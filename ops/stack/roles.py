@@ -5,7 +5,7 @@ Every function takes a merged compose model (`Project.config()`, i.e. `docker co
 --format json`; read it once per operation) and checks every service's role first, so a
 service added without one fails loudly wherever the tooling looks. The labels:
 
-    coach.role       writer | one-shot | data | edge | observability (required)
+    coach.role       writer | one-shot | data | edge | observability | backup (required)
     coach.store      database | broker | vectors | objects (at most one service each)
     coach.app        "true": runs the app image (the local-stores fallback reconfigures these)
     coach.settings   "true": the app settings the tooling uses are read from it (exactly one)
@@ -21,7 +21,7 @@ from typing import Any, Literal, NamedTuple, cast, get_args
 
 from ops.errors import StackError
 
-Role = Literal["writer", "one-shot", "data", "edge", "observability"]
+Role = Literal["writer", "one-shot", "data", "edge", "observability", "backup"]
 Store = Literal["database", "broker", "vectors", "objects"]
 FallbackKind = Literal["local-stores", "optional"]
 
@@ -98,6 +98,12 @@ def one_shot(config: Mapping[str, Any]) -> list[str]:
 def writers(config: Mapping[str, Any]) -> list[str]:
     """Services that write to the stores: what a restore stops and starts again."""
     return services_with(config, role="writer")
+
+
+def backup_services(config: Mapping[str, Any]) -> list[str]:
+    """Services that take backups on a schedule: a restore stops them with the writers (a
+    backup of a half-restored state would look whole) and starts them again only on success."""
+    return services_with(config, role="backup")
 
 
 def app_services(config: Mapping[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +29,7 @@ from ops.data.manifest import (
     verify,
 )
 from ops.data.target import ComposeTarget, ContainerTarget, Writers, settings_from_env
+from ops.data.tunnel import Tunnel, TunnelSpec
 from ops.errors import CommandError, OpsError, TargetError
 from ops.stack.project import Project
 
@@ -326,13 +328,50 @@ def test_compose_target_reaches_the_published_ports_with_the_secret_files(
     assert (target.db_user, target.db_name) == ("coach", "coach")
 
 
-def test_compose_target_without_published_ports_says_how_to_reach_them(
-    compose_config: dict[str, Any],
+def test_compose_target_tunnels_to_what_publishes_no_port_and_closes_them(
+    compose_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    services = compose_config["services"]
+    services["backend"] |= {"image": "coach/app:1.2", "networks": {"app": None, "edge": None}}
+    for name in ("postgres", "qdrant", "minio"):
+        services[name]["networks"] = {"app": None}
+    compose_config["networks"] = {"app": {"name": "coach-test_app", "internal": True}}
+    opened: list[TunnelSpec] = []
+    closed: list[str] = []
+
+    @contextmanager
+    def tunnel(spec: TunnelSpec) -> Iterator[Tunnel]:
+        opened.append(spec)
+        yield Tunnel(f"c-{spec.service}", 40000 + len(opened))
+        closed.append(spec.service)
+
+    monkeypatch.setattr("ops.data.target.open_tunnel", tunnel)
+    monkeypatch.setattr("ops.data.target.atexit.register", lambda _f: None)
+    # Development publishes PostgreSQL only here: the other two through tunnels.
     project = cast(Project, FakeProject(compose_config, [published("postgres", 5432, 15432)]))
-    with pytest.raises(TargetError, match=r"qdrant publishes no port.*COACH_TARGET_"):
-        ComposeTarget(project, overrides={}).settings()
-    # Production: nothing published, every data service through a tunnel.
+    target = ComposeTarget(project, overrides={})
+    settings = target.settings()
+    assert (settings.postgres_host, settings.postgres_port) == ("127.0.0.1", 15432)
+    assert settings.qdrant_url == "http://127.0.0.1:40001"
+    assert settings.s3_endpoint_url == "http://127.0.0.1:40002"
+    assert [(s.service, s.host, s.port) for s in opened] == [
+        ("qdrant", "qdrant", 6333),
+        ("minio", "minio", 9000),
+    ]
+    assert {(s.project, s.network, s.image) for s in opened} == {
+        ("coach-test", "coach-test_app", "coach/app:1.2")
+    }
+    target.settings()  # asked again (restore, its safety backup): the same tunnels
+    assert len(opened) == 2 and not closed
+    target.close()
+    assert sorted(closed) == ["minio", "qdrant"]
+    # Production: nothing published, PostgreSQL too (reindex and migrations speak TCP to it).
+    opened.clear()
+    with closing(ComposeTarget(cast(Project, FakeProject(compose_config, [])), overrides={})) as t:
+        assert t.settings().postgres_port == 40001
+    assert [s.service for s in opened] == ["postgres", "qdrant", "minio"]
+    # COACH_TARGET_* (a remote stack) wins: no tunnel at all.
+    opened.clear()
     project = cast(Project, FakeProject(compose_config, []))
     tunnels = {
         "POSTGRES_PORT": "6543",
@@ -344,6 +383,7 @@ def test_compose_target_without_published_ports_says_how_to_reach_them(
     assert settings.qdrant_url == "http://127.0.0.1:7333"
     assert settings.s3_endpoint_url == "http://127.0.0.1:7000"
     assert settings.postgres_password.get_secret_value() == "pg-pass", "still the stack's secret"
+    assert opened == []
 
 
 def test_compose_target_on_local_stores_needs_them_on_a_volume(
@@ -420,6 +460,140 @@ def test_a_restore_asks_first_and_always_brings_the_writers_back(
         restores.restore(no_database, made, yes=True, safety_backup=False)
     assert calls == [], "refused before the writers stop"
 
-    with pytest.raises(CommandError, match="could not execute query"):
-        restores.restore(target, made, yes=True, safety_backup=False)
-    assert calls == ["stop", "start backend worker"]
+    dropped: list[str] = []
+    monkeypatch.setattr(postgres, "drop_restoring", lambda _target: dropped.append("restoring"))
+    with pytest.raises(restores.RestoreFailed, match="could not execute query") as failed:
+        restores.restore(target, made, yes=True, safety_backup=False, backups_root=tmp_path)
+    assert calls == ["stop"], "a failed restore leaves the writers stopped"
+    assert isinstance(failed.value.__cause__, CommandError) and dropped == ["restoring"]
+    assert failed.value.hint is not None and "no safety backup was taken" in failed.value.hint
+    assert failed.value.start_command == "start the writers again: backend, worker"
+
+
+def test_a_restore_stops_the_writers_before_its_safety_backup_and_holds_the_lock(
+    made: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order: writers stopped, then the safety backup (under the restore's own lock: a
+    backup started meanwhile is refused), then pg_restore; a failure after that leaves the
+    writers stopped and names the command that puts the safety backup back."""
+    root = tmp_path / "backups"
+    steps: list[str] = []
+
+    def stop() -> list[str]:
+        steps.append("stop")
+        return ["backend"]
+
+    def safety(target: object, into: Path, **options: Any) -> backups.BackupResult:
+        assert options["lock"] is False and options["label"] == backups.SAFETY_LABEL
+        with pytest.raises(OpsError, match="another backup is writing"), backups.locked(into):
+            pass
+        steps.append("safety backup")
+        return backups.BackupResult(into / "20250102T000000Z-pre-restore", cast(Any, None), 1, 1)
+
+    def pg_restore(*_: object, **__: object) -> None:
+        steps.append("pg_restore")
+        raise CommandError(["pg_restore"], 1, "pg_restore: error: out of disk")
+
+    monkeypatch.setattr(postgres, "check_archive", lambda *_: 3)
+    monkeypatch.setattr(postgres, "restore", pg_restore)
+    monkeypatch.setattr(postgres, "drop_restoring", lambda _target: None)
+    monkeypatch.setattr(restores, "backup", safety)
+    target = ContainerTarget(
+        "c0ffee",
+        {"DATA_DIR": str(tmp_path / "data"), "POSTGRES_HOST": "postgres"},
+        Writers(stop, lambda stopped: steps.append("start")),
+    )
+    recovery = restores.Recovery(lambda path: f"restore {path.name}", lambda s: f"start {s}")
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    class Recording(Reporter):
+        def event(self, event: str, message: str = "", **fields: Any) -> None:
+            events.append((event, fields))
+
+    with pytest.raises(restores.RestoreFailed, match="out of disk") as failed:
+        restores.restore(
+            target, made, yes=True, backups_root=root, recovery=recovery, reporter=Recording()
+        )
+    assert steps == ["stop", "safety backup", "pg_restore"], "no start: the stores are mixed"
+    again = "restore 20250102T000000Z-pre-restore"
+    assert failed.value.restore_command == again
+    assert failed.value.start_command == "start ['backend']"
+    assert failed.value.hint == (
+        f"put the state before the restore back: `{again}`; then start the writers: "
+        "`start ['backend']`"
+    )
+    # Printed as soon as the safety backup exists (a killed restore prints nothing later), and
+    # again with the failure.
+    recoveries = [f for e, f in events if e in {"recovery", "restore-failed"}]
+    assert [f["restore_command"] for f in recoveries] == [again, again]
+    with backups.locked(root):
+        pass  # released at the end
+
+
+def test_a_dry_run_takes_no_lock_and_creates_nothing(
+    made: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "check_archive", lambda *_: 3)
+    monkeypatch.setattr(postgres, "counts", lambda _t: {"snippets": 2, "chunks": 4, "questions": 1})
+    monkeypatch.setattr(postgres, "restore", lambda *_a, **_k: pytest.fail("pg_restore ran"))
+    calls: list[str] = []
+
+    def stop() -> list[str]:
+        calls.append("stop")
+        return []
+
+    target = ContainerTarget(
+        "c0ffee",
+        {"DATA_DIR": str(tmp_path / "data"), "POSTGRES_HOST": "postgres"},
+        Writers(stop, lambda _s: calls.append("start")),
+    )
+    root = tmp_path / "backups"
+    dry = restores.restore(target, made, dry_run=True, backups_root=root)
+    assert dry.checks == [] and calls == [] and not root.exists()
+
+
+def test_the_objects_of_the_backup_are_written_before_any_other_is_deleted(
+    made: Path, tmp_path: Path
+) -> None:
+    """A restore failing midway through the objects leaves every object the backup has and
+    deletes nothing yet."""
+    import asyncio  # noqa: PLC0415
+
+    from coach.objects import ObjectStore  # noqa: PLC0415
+
+    settings = settings_from_env({"DATA_DIR": str(tmp_path / "data")})
+    store = ObjectStore(settings)
+    asyncio.run(store.put("snippets/extra", b"not in the backup"))
+    manifest = verify(made)
+    (made / "objects/snippets/a").write_bytes(b"changed")  # after verification
+    with pytest.raises(OpsError, match="changed after verification"):
+        asyncio.run(restores._restore_objects(settings, manifest, made, Reporter()))
+    assert asyncio.run(store.keys()) == ["snippets/extra"], "nothing deleted before all are in"
+    (made / "objects/snippets/a").write_bytes(b"print")
+    assert asyncio.run(restores._restore_objects(settings, manifest, made, Reporter())) == (1, 1)
+    assert asyncio.run(store.keys()) == ["snippets/a"]
+
+
+def test_the_recovery_commands_repeat_how_the_restore_was_invoked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ops.cli import data  # noqa: PLC0415
+
+    safety = tmp_path / "20250102T000000Z-pre-restore"
+    monkeypatch.setattr("sys.argv", ["invoke"])
+    prod = data._recovery(data.RESTORE.parse(["--prod", "--backup", "x", "--yes"]))
+    assert prod.restore(safety) == (
+        f"./run invoke restore --prod --backup {safety} --yes --no-safety-backup"
+    )
+    assert prod.start(["backend"]) == "./run invoke up --no-build --prod"
+
+    monkeypatch.setattr("sys.argv", ["scripts/restore.py"])
+    args = ["--postgres-container", "c0ffee", "--stop-cmd", "systemctl stop coach"]
+    args += ["--start-cmd", "systemctl start coach", "--backups-dir", str(tmp_path)]
+    bare = data._recovery(data.RESTORE.parse([*args, "--backup", "x"]))
+    assert bare.restore(safety) == (
+        "./run python scripts/restore.py --postgres-container c0ffee --stop-cmd "
+        f"'systemctl stop coach' --start-cmd 'systemctl start coach' --backups-dir {tmp_path} "
+        f"--backup {safety} --yes --no-safety-backup"
+    )
+    assert bare.start(["systemctl stop coach"]) == "systemctl start coach"

@@ -27,7 +27,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("ops/data/target.py", "postgres"): "the postgres image's default POSTGRES_USER",
     ("ops/data/backup.py", "postgres"): "progress step of a backup (its database part)",
     ("ops/data/backup.py", "qdrant"): "progress step of a backup (its Qdrant snapshot)",
-    ("ops/data/restore.py", "postgres"): "progress step of a restore (its database part)",
     ("ops/data/manifest.py", "qdrant"): "directory inside a backup: the backup format",
     **{
         ("ops/images/bake.py", recipe): "a Debian stand-in image recipe, named after its image"
