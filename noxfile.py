@@ -19,6 +19,7 @@ nox.options.sessions = [
     "dockerfiles",
     "gixy",
     "unit",
+    "kubernetes",
     "integration",
     "image",
     "smoke",
@@ -94,6 +95,17 @@ def gixy(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """Fast tests with no Docker engine."""
     _pytest(session, "tests/unit")
+
+
+@nox.session(python=PYTHON)
+def kubernetes(session: nox.Session) -> None:
+    """infra/kubernetes, offline (no cluster): the committed manifests are a fresh render of
+    the compose files, and every document, base and overlays as kustomize builds them,
+    validates against the Kubernetes 1.37 schemas and the rules of docs/kubernetes.md."""
+    _sync(session)
+    session.run("invoke", "docker.ensure", external=False)  # Compose v2: the compose model
+    session.run("invoke", "kubernetes.render", "--check", external=False)
+    _pytest(session, "tests/kubernetes")
 
 
 @nox.session(python=PYTHON)

@@ -98,6 +98,44 @@ class OpsSettings(BaseSettings):
         "kept off the backup host, brought only to restore.",
     )
 
+    # Scheduled backups (ops/data/scheduled.py, the production stack's `backup` service).
+    backup_schedule: str = Field(
+        default="03:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="When the backup service backs up: daily at this UTC time (HH:MM).",
+    )
+    backup_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Back up every this many seconds instead (tests, hourly backups); "
+        "empty: daily at COACH_BACKUP_SCHEDULE.",
+    )
+    backup_keep_daily: int = Field(
+        default=7,
+        ge=1,
+        description="Scheduled retention: the newest backup of each of this "
+        "many newest days is kept (`-pre-restore` safety copies are not counted).",
+    )
+    backup_keep_weekly: int = Field(
+        default=4, ge=0, description="... and the newest of each of this many newest ISO weeks."
+    )
+    backup_dir: Path | None = Field(
+        default=None,
+        description="Where the backup service writes (in its container: the bind mount of "
+        "the host's backups directory); default: the project's ./backups.",
+    )
+    backup_metrics_port: int = Field(
+        default=9110, ge=1, le=65535, description="Where the backup service serves /metrics."
+    )
+
+    @field_validator(
+        "backup_interval_seconds", "backup_dir", "offsite_secret_key_file", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes ${VAR:-} through as an empty string: that means "not set".
+        return None if value == "" else value
+
     @field_validator("registry_map", mode="before")
     @classmethod
     def _parse_map(cls, value: object) -> object:

@@ -11,6 +11,9 @@ from typing import Any
 import structlog
 from celery import Celery, signals
 from celery.app import trace
+from celery.worker.consumer.consumer import Consumer
+from kombu.transport import redis as kombu_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from coach import multiprocess
 from coach.log import configure as configure_logging
@@ -68,6 +71,36 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "broker_url": "memory://",
         }
     return config
+
+
+_reconnect_cleanup = Consumer.on_connection_error_after_connected
+
+
+def _survive_broker_loss(consumer: Any, exc: BaseException) -> None:
+    """Celery 5.7 closes the broken connection after collecting it; kombu's Redis channel then
+    restores unacked messages through a transport already gone (AttributeError), which kills
+    the worker on every Redis restart. The messages stay in Redis' unacked set (restored after
+    the visibility timeout; worker/redelivery.py re-sends sooner): reconnect all the same."""
+    try:
+        _reconnect_cleanup(consumer, exc)
+    except AttributeError as error:
+        log.warning("broken broker connection not closed cleanly", error=str(error)[:200])
+
+
+Consumer.on_connection_error_after_connected = _survive_broker_loss
+_connparams: Any = kombu_redis.Channel._connparams
+
+
+def _connparams_of_open_transport(channel: Any, asynchronous: bool = False) -> Any:
+    """A channel of the lost connection, used after Celery collected it (its message restore,
+    a timer of its own): a connection error, which Celery handles, not an AttributeError that
+    stops the worker."""
+    if getattr(channel.connection, "client", None) is None:
+        raise RedisConnectionError("the broker connection was closed")
+    return _connparams(channel, asynchronous)
+
+
+kombu_redis.Channel._connparams = _connparams_of_open_transport  # type: ignore[method-assign]
 
 
 # Celery logs every task's return value on success; answers and snippets are user content

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import structlog
 from celery import Task
+from celery.exceptions import Reject
 
 from coach import agent, failures, logfiles, reindexing, snippets
 from coach.errors import CoachError, InternalError, NotFound
@@ -99,9 +100,23 @@ def index_snippet(self: Task, snippet_id: str) -> dict[str, Any]:
             )
             _fail(sid, f"gave up after {retries} retries: {failures.dependency(exc)} unavailable")
             raise
-        raise self.retry(exc=exc, countdown=_countdown(retries)) from exc
+        try:
+            raise self.retry(exc=exc, countdown=_countdown(retries)) from exc
+        except Reject:  # the retry could not be sent either (Redis down): the message is dropped
+            _hand_to_sweep(sid)
+            raise
     SNIPPETS_INDEXED.inc()
     return {"snippet_id": snippet_id, "status": "indexed", "chunks": chunks}
+
+
+def _hand_to_sweep(sid: uuid.UUID) -> None:
+    """Mark the snippet indexing with no lease, the state a dead run leaves: redeliver_lost
+    re-sends it within a couple of minutes (a pending one would wait for requeue_pending, whose
+    marker from the upload lasts an hour)."""
+    try:
+        run(lambda rt: redelivery.mark_indexing(rt, sid))
+    except Exception as exc:  # the database too: the snippet stays as it was
+        log.error("snippet left without a task", snippet_id=str(sid), error=str(exc)[:300])
 
 
 def _countdown(retries: int) -> int:

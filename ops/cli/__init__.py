@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops.cli import data, host, images, keys, secrets, stack, swarm
+from ops.cli import data, host, images, keys, kubernetes, secrets, stack, swarm
 from ops.cli.spec import Command
 
 COMMANDS: tuple[Command[Any], ...] = (
@@ -20,4 +20,5 @@ COMMANDS: tuple[Command[Any], ...] = (
     *secrets.COMMANDS,
     *keys.COMMANDS,
     *swarm.COMMANDS,
+    *kubernetes.COMMANDS,
 )

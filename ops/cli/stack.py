@@ -5,6 +5,7 @@ the embedded single-process app (development only: production never degrades to 
 from __future__ import annotations
 
 import dataclasses
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ from ops.cli.common import ChangeOptions, JsonOption, StackOptions
 from ops.cli.spec import Command, opt
 from ops.console import Reporter, megabytes, say, table
 from ops.data.backup import DEFAULT_ROOT, backup
-from ops.data.restore import restore
 from ops.data.target import ComposeTarget
 from ops.errors import HostError, OpsError, StackError
 from ops.host import engine
@@ -280,22 +280,15 @@ def _steps_table(result: upgrades.UpgradeResult) -> str:
 def run_upgrade(options: UpgradeOptions, reporter: Reporter) -> None:
     engine.ensure()
     project = options.stack()
-    target = ComposeTarget(project)
 
     def take_backup() -> Path:
-        return backup(target, options.backups_dir, label="pre-upgrade", reporter=reporter).path
-
-    def restore_backup(path: Path) -> None:
-        restore(
-            ComposeTarget(project), path, yes=True, backups_root=options.backups_dir,
-            reporter=reporter,
-        )  # fmt: skip
+        with closing(ComposeTarget(project)) as target:  # its tunnels close, also on Ctrl-C
+            return backup(target, options.backups_dir, label="pre-upgrade", reporter=reporter).path
 
     try:
         result = upgrades.upgrade(
             project,
             take_backup=take_backup,
-            restore_backup=restore_backup,
             build=not options.no_build,
             allow_local_stores=options.allow_local_stores,
             wait_timeout=options.wait_timeout,
@@ -311,13 +304,14 @@ def run_upgrade(options: UpgradeOptions, reporter: Reporter) -> None:
                 if failed.rolled_back
                 else "NOT rolled back"
             )
-            + ("; backup restored: " + str(failed.backup) if failed.restored else "")
+            + ("; schema back at " + failed.from_revision if failed.schema_restored else "")
+            + (f"\nthe backup taken first: {failed.backup}" if failed.backup else "")
             + f"\nretry: {_retry_command(options)}",
             ok=False,
             steps=[dataclasses.asdict(s) for s in failed.steps],
             backup=str(failed.backup) if failed.backup else None,
             rolled_back=failed.rolled_back,
-            restored=failed.restored,
+            schema_restored=failed.schema_restored,
             retry=_retry_command(options),
         )
         raise
@@ -342,12 +336,15 @@ UPGRADE = Command(
     """Move the running stack to this checkout's code, keeping its data and serving throughout.
 
 Preflight (engine, the stack running and healthy, disk, the schema revision known to this
-code, images resolvable), the running app image tagged <repo>:rollback-<project>, a backup
-(label pre-upgrade), the new image built (--no-build: pulled), the migrate step once, then
-backend, worker and beat recreated one at a time (the new backend starts beside the old one),
-the rest of the stack brought in step, health verified. When a step after the backup fails,
-the app goes back to the tagged image and, if the schema changed, the backup is restored; the
-result table names each step and the command to retry; exit 1.
+code, images resolvable; the running release's compose model recorded under .state), the
+running app image tagged <repo>:rollback-<project>, a backup (label pre-upgrade), the new
+image built (--no-build: pulled), the migrate step once, the stores the app uses brought to
+the new files, then backend, worker and beat recreated one at a time (the new backend starts
+beside the old one), the rest of the stack in step, health verified. When a step after the
+backup fails, the schema goes back down to the running revision and every service that ran
+comes back from the recorded model on the tagged image; the result table names each step, the
+backup and the command to retry; exit 1. Run it from a checkout of the new release beside the
+running one: the recorded model is read from the files the stack was started from.
 
 examples:
   ./run invoke upgrade                             # the development stack

@@ -1,6 +1,7 @@
-"""PostgreSQL's client tools, run inside the server's container (`docker exec`): their version
-is the server's own, and they connect over its local socket, so no password is handled here.
-Dumps stream between that container and a file on this host."""
+"""PostgreSQL's client tools, run where the target says (Target.pg_argv): from the host, inside
+the server's container (`docker exec`: the server's own version, its local socket, no password
+handled here); from the backup service, its own copy of the server's tools over the network.
+Dumps stream between the tool and a file of this process."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ TAIL_LINES = 50  # of a live-read stderr, kept for the error message
 
 
 def exec_argv(target: Target, *args: str, stdin: bool = False) -> list[str]:
-    return ["docker", "exec", *(["-i"] if stdin else []), target.postgres_container(), *args]
+    """The command line of a client tool (`args[0]`): the target decides where it runs."""
+    return target.pg_argv(*args, stdin=stdin)
 
 
 def psql(target: Target, sql: str) -> list[str]:

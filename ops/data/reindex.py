@@ -44,7 +44,12 @@ def reindex(
     async def main() -> ReindexResult:
         rt = Runtime.create(settings, pooled=False)
         try:
-            return await reindexing.reindex(rt, batch=batch, resume=not fresh, on_batch=progress)
+            # One local-mode client for the whole run (opening one loads every collection);
+            # searches from other processes still get their turns (VectorStore.held).
+            with rt.vectors.held():
+                return await reindexing.reindex(
+                    rt, batch=batch, resume=not fresh, on_batch=progress
+                )
         finally:
             await rt.close()
 

@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from coach.settings import Settings
 from ops.console import say
+from ops.data.private import private_dir, write_private
 from ops.data.tunnel import Tunnel, TunnelSpec, open_tunnel
 from ops.errors import TargetError
 from ops.proc import run
@@ -52,6 +53,11 @@ class Target(Protocol):
     @property
     def can_stop_writers(self) -> bool: ...
     def postgres_container(self) -> str: ...
+    def pg_argv(self, *args: str, stdin: bool = False) -> list[str]:
+        """How one of PostgreSQL's client tools runs against this target (`args[0]` the
+        tool: pg_dump, pg_restore, psql); `stdin`: it reads its standard input."""
+        ...
+
     def settings(self) -> Settings: ...
     def migration_settings(self) -> Settings:
         """The settings the migrate step runs with (schema owner, roles): may differ from the
@@ -106,6 +112,12 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     return _ExactSettings(**values)
 
 
+def docker_exec(container: str, *args: str, stdin: bool = False) -> list[str]:
+    """A client tool run inside the server's container: the server's own version, over its
+    local socket, so no password is handled here."""
+    return ["docker", "exec", *(["-i"] if stdin else []), container, *args]
+
+
 @dataclass
 class Writers:
     """How to stop and start the processes that write (callables: tests, systemd, k8s...)."""
@@ -153,6 +165,9 @@ class ContainerTarget:
 
     def postgres_container(self) -> str:
         return self.container
+
+    def pg_argv(self, *args: str, stdin: bool = False) -> list[str]:
+        return docker_exec(self.container, *args, stdin=stdin)
 
     def settings(self) -> Settings:
         return settings_from_env(self.env)
@@ -234,6 +249,9 @@ class ComposeTarget:
         if not found:
             raise TargetError(f"{service} is not running in {self.name} (`invoke up` starts it)")
         return found[0]
+
+    def pg_argv(self, *args: str, stdin: bool = False) -> list[str]:
+        return docker_exec(self.postgres_container(), *args, stdin=stdin)
 
     def settings(self) -> Settings:
         return self._settings_of(roles.settings_service(self.config()))
@@ -374,12 +392,111 @@ class ComposeTarget:
         say(f"healthy again: {', '.join(stopped)}")
 
     def after_writes(self) -> None:
-        """Files this tool wrote into a local-stores volume belong to the app's user, as
-        the rest of the volume does, or the app could not update them afterwards."""
-        if self._data_dir is None:
-            return
-        owner = self._data_dir.stat()
-        for path in [self._data_dir, *self._data_dir.rglob("*")]:
-            stat = path.lstat()
-            if (stat.st_uid, stat.st_gid) != (owner.st_uid, owner.st_gid):
-                os.lchown(path, owner.st_uid, owner.st_gid)
+        if self._data_dir is not None:
+            own_like_top(self._data_dir)
+
+
+def own_like_top(directory: Path) -> None:
+    """Files this tool wrote into a local-stores volume belong to the app's user, as the rest
+    of the volume (its top directory) does, or the app could not update them afterwards."""
+    owner = directory.stat()
+    for path in [directory, *directory.rglob("*")]:
+        stat = path.lstat()
+        if (stat.st_uid, stat.st_gid) != (owner.st_uid, owner.st_gid):
+            os.lchown(path, owner.st_uid, owner.st_gid)
+
+
+@dataclass
+class InStackTarget:
+    """The stores as a process inside the stack reaches them (the backup service,
+    ops/data/scheduled.py): PostgreSQL's client tools run here, from PATH, against
+    POSTGRES_HOST over the network, the password in a 0600 passfile made from the settings
+    (never in an argument or a variable); objects and vectors as the settings say. It backs up
+    only: the writers are the host's to stop."""
+
+    env: Mapping[str, str]
+    scratch: Path  # a private directory for the passfile (a tmpfs in the container)
+    _settings: Settings | None = None
+    _passfile: Path | None = None
+
+    @property
+    def name(self) -> str:
+        settings = self.settings()
+        return f"postgres at {settings.postgres_host}:{settings.postgres_port}"
+
+    @property
+    def db_user(self) -> str:
+        return self.settings().postgres_user
+
+    @property
+    def db_name(self) -> str:
+        return self.settings().postgres_db
+
+    @property
+    def can_stop_writers(self) -> bool:
+        return False
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = settings_from_env(self.env)
+            if not self._settings.postgres_host:
+                raise TargetError("POSTGRES_HOST is not set: no database to back up")
+        return self._settings
+
+    def migration_settings(self) -> Settings:
+        return self.settings()
+
+    def postgres_container(self) -> str:
+        raise TargetError(f"{self.name}: reached over the network, not through a container")
+
+    def pg_argv(self, *args: str, stdin: bool = False) -> list[str]:
+        del stdin  # a local process: its stdin is ours to feed either way
+        settings = self.settings()
+        variables = {
+            "PGHOST": str(settings.postgres_host),
+            "PGPORT": str(settings.postgres_port),
+            "PGPASSFILE": str(self._write_passfile()),
+            "PGCONNECT_TIMEOUT": str(max(1, round(settings.db_connect_timeout))),
+        }
+        return ["env", *(f"{k}={v}" for k, v in variables.items()), *args]
+
+    def _write_passfile(self) -> Path:
+        if self._passfile is None:
+            settings = self.settings()
+
+            def field(value: object) -> str:  # libpq's escapes of ':' and '\\'
+                return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+            line = ":".join(
+                field(v)
+                for v in (
+                    settings.postgres_host,
+                    settings.postgres_port,
+                    "*",
+                    settings.postgres_user,
+                    settings.postgres_password.get_secret_value(),
+                )
+            )
+            path = private_dir(self.scratch, parents=True, exist_ok=True) / "pgpass"
+            path.unlink(missing_ok=True)
+            write_private(path, (line + "\n").encode())
+            self._passfile = path
+        return self._passfile
+
+    def stop_writers(self) -> list[str]:
+        raise TargetError(f"{self.name}: backs up only, it cannot stop the writers")
+
+    def start_writers(self, stopped: list[str]) -> None:
+        pass
+
+    def after_writes(self) -> None:
+        """On local stores (the volume shared with the app, whose user owns it), what reading
+        them created here (local mode's lock files, a missing directory) goes to that user."""
+        settings = self.settings()
+        if not (settings.qdrant_url and settings.s3_endpoint_url) and settings.data_dir.is_dir():
+            own_like_top(settings.data_dir)
+
+    def close(self) -> None:
+        if self._passfile is not None:
+            self._passfile.unlink(missing_ok=True)
+            self._passfile = None

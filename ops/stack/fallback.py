@@ -101,16 +101,34 @@ def write_fallback(
         app_env[DEGRADED_VAR] = ",".join(degraded)
         notes.append(f"production degraded: local stores ({', '.join(degraded)}), as allowed")
     services: dict[str, Any] = {}
+    backups = roles.backup_services(config)
     if app_env:
         for name in roles.app_services(config):
             services[name] = {
                 "environment": {**app_env, "DATA_DIR": DATA_DIR},
                 "volumes": [f"local-stores:{DATA_DIR}"],
             }
-    # Nothing may wait for a service left out, or `up` would pull it back in.
+        # The scheduled backups read the same local stores. They run as root without
+        # capabilities (ops/data/scheduled.py); the volume is the app user's (0750): to read it
+        # and local mode's lock files, and to hand back to that user what reading created
+        # (InStackTarget.after_writes), DAC_OVERRIDE and CHOWN.
+        for name in backups:
+            services[name] = {
+                "environment": {**app_env, "DATA_DIR": DATA_DIR},
+                "volumes": [f"local-stores:{DATA_DIR}"],
+                "cap_add": ["DAC_OVERRIDE", "CHOWN"],
+            }
+    # Nothing may wait for a service left out, or `up` would pull it back in. On local stores
+    # the backups start after the app, which makes the stores' directories as its own user.
+    first_app = (
+        {roles.settings_service(config): {"condition": "service_healthy"}}
+        if app_env and backups
+        else {}
+    )
     for name, spec in config["services"].items():
         depends = spec.get("depends_on") or {}
-        kept = {k: v for k, v in depends.items() if k not in left_out}
+        wanted = {**depends, **first_app} if name in backups else depends
+        kept = {k: v for k, v in wanted.items() if k not in left_out}
         if name not in left_out and kept != depends:
             services.setdefault(name, {})["depends_on"] = kept
     if not services:

@@ -3,7 +3,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis
 
+from coach.settings import Settings
 from tests.support.containers import image_or_skip
 from tests.support.stack import VARIANTS, Stack, stack
 
@@ -30,3 +32,20 @@ def app_stack(
             image_or_skip(var)
     with stack(variant, tmp_path_factory.mktemp(variant)) as running_stack:
         yield running_stack
+
+
+@pytest.fixture
+def settings(app_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The stack's settings, as its processes read them."""
+    for key, value in app_stack.env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+@pytest.fixture
+def broker(settings: Settings) -> Iterator[redis.Redis]:
+    """The stack's Redis, as the broker the app's processes use."""
+    assert settings.redis_url
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    client.close()

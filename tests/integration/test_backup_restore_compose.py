@@ -20,16 +20,16 @@ import httpx
 import pytest
 
 from coach.migrate import migrate
-from coach.vectors import VectorStore
 from ops.data import postgres
 from ops.data.backup import backup, complete_backups, is_safety_copy
-from ops.data.manifest import MANIFEST, TABLES, Manifest, verify
-from ops.data.restore import RestoreFailed, _object_digests, restore
+from ops.data.manifest import MANIFEST, Manifest, verify
+from ops.data.restore import RestoreFailed, restore
 from ops.data.target import ComposeTarget
 from ops.stack import roles
 from ops.stack import up as stacks
 from tests.support import apikeys
 from tests.support.compose import isolated_project
+from tests.support.datastate import state
 from tests.support.processes import ROOT, wait_until
 
 
@@ -98,19 +98,6 @@ def test_compose_backup_and_restore(
     started = time.monotonic()
     api.upload("after", 10)  # the worker writes to the stores the restore rewrote
     assert time.monotonic() - started < 120
-
-
-def state(target: ComposeTarget) -> dict[str, object]:
-    """What a restore must bring back: every row (a digest per table), every object's sha256,
-    the number of vectors."""
-    digest = "SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, ',' ORDER BY id)), '')"
-    rows = {t: postgres.psql(target, f"{digest} FROM {t} x")[0] for t in TABLES}
-    settings = target.settings()
-    return {
-        "rows": rows,
-        "objects": asyncio.run(_object_digests(settings)),
-        "vectors": VectorStore(settings).count(),
-    }
 
 
 def running(target: ComposeTarget) -> set[str]:

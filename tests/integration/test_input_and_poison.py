@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,6 @@ from tests.support.samples import FIB
 from tests.support.stack import Stack
 from worker.celery_app import QUEUE as COACH_QUEUE
 from worker.deliveries import DeliveryLimitReached
-
-
-@pytest.fixture
-def settings(app_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The stack's settings, as its processes read them."""
-    for key, value in app_stack.env.items():
-        monkeypatch.setenv(key, value)
-    return Settings()
-
-
-@pytest.fixture
-def broker(settings: Settings) -> Iterator[redis.Redis]:
-    assert settings.redis_url
-    client = redis.Redis.from_url(settings.redis_url)
-    yield client
-    client.close()
 
 
 def queued_ids(broker: redis.Redis, queue: str = COACH_QUEUE) -> list[str]:

@@ -4,25 +4,20 @@ are named; the coach's flows work end to end through nginx."""
 from __future__ import annotations
 
 import json
-import shutil
-import ssl
 import time
 
 import httpx
 import pytest
 
 from ops.images.catalog import load_images
-from ops.paths import COMPOSE_DIR
-from ops.proc import run
-from ops.stack import keys, roles, secrets
-from ops.stack import up as stacks
+from ops.stack import roles
 from ops.stack.project import Project
 from ops.stack.up import status_rows
 from tests.smoke.conftest import SmokeStack
 from tests.support import apikeys, flow
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import wait_until
+from tests.support.prod import prod_stack
 from tests.support.samples import FIB
-from tests.support.tls import self_signed
 
 SERVICES = [
     "prometheus",
@@ -120,58 +115,21 @@ def test_prod_stack_comes_up_healthy_hardened(
 ) -> None:
     """The production file set on this machine: read-only roots, dropped capabilities, limits,
     secrets from a directory of its own — and still every available service healthy."""
-    root = tmp_path_factory.mktemp("prod-secrets")
-    secrets.generate("prod", root=root)
-    self_signed(root / "prod")
-    env_file = root / ".env.prod"
-    shutil.copy(COMPOSE_DIR / ".env.prod.example", env_file)
-    env_file.write_text(
-        env_file.read_text().replace("LLM_BASE_URL=https://api.openai.com/v1", "LLM_BASE_URL=")
-    )
-    prefix = "coach-smoke-prod"
-    https_port = free_port()
-    project = Project(
-        "prod",
-        project_name=prefix,
-        tls=True,
-        overrides=(
-            ("HTTPS_BIND", "127.0.0.1"),
-            ("HTTPS_PORT", str(https_port)),
-            ("SECRETS_DIR", str(root / "prod")),
-            ("PROD_ENV_FILE", str(env_file)),
-            ("PROD_VOLUME_PREFIX", prefix),
-            ("HTTP_BIND", "127.0.0.1"),
-            ("HTTP_PORT", str(free_port())),
-        ),
-    )
-    try:
+    with prod_stack("coach-smoke-prod", tmp_path_factory.mktemp("prod-secrets")) as prod:
         # Qdrant and MinIO images may not be had here: production then runs degraded, as allowed.
-        result = stacks.up(project, build=False, allow_local_stores=True)
-        assert result.ok, result.failed
+        assert prod.result.ok, prod.result.failed
         # No development key in production: one made the operators' way (`keys.create`).
-        assert not (root / "prod" / "api_key").exists()
-        key = keys.create(keys.in_project(project), tenant="ops", scope="read").secret
-        trust = ssl.create_default_context(cafile=str(root / "prod" / "tls_cert"))
-        with httpx.Client(verify=trust, timeout=10) as https:
-            ready = https.get(f"https://localhost:{https_port}/health/ready")
-            listed = https.get(
-                f"https://localhost:{https_port}/api/v1/snippets", headers=apikeys.headers(key)
-            )
-            anonymous = https.get(f"https://localhost:{https_port}/api/v1/snippets")
-            docs = https.get(f"https://localhost:{https_port}/api/v1/docs")
+        assert not (prod.secrets_dir / "api_key").exists()
+        key = prod.create_key(scope="read")
+        with prod.client() as https:
+            ready = https.get("/health/ready")
+            listed = https.get("/api/v1/snippets", headers=apikeys.headers(key))
+            anonymous = https.get("/api/v1/snippets")
+            docs = https.get("/api/v1/docs")
         assert docs.status_code == 404, "no Swagger UI in production by default"
         assert ready.status_code == 200
         assert ready.headers["strict-transport-security"] == "max-age=63072000"
         assert (listed.status_code, anonymous.status_code) == (200, 401), listed.text
-    finally:
-        stacks.down(project)
-        volumes = run(
-            ["docker", "volume", "ls", "-q", "--filter", f"name={prefix}-"],
-            capture=True,
-            quiet=True,
-        ).stdout.split()
-        if volumes:
-            run(["docker", "volume", "rm", *volumes], capture=True, quiet=True)
 
 
 def test_prometheus_scrapes_every_target_and_sees_llm_requests(smoke: SmokeStack) -> None:

@@ -24,10 +24,11 @@ RANKS = {
     "ops.images": 2,
     "ops.stack": 3,
     "ops.swarm": 4,
+    "ops.kubernetes": 4,  # core and stack only, like swarm
     "ops.data": 5,
     "ops.cli": 6,
 }
-ROOMS = ["host", "images", "stack", "swarm", "data", "cli"]
+ROOMS = ["host", "images", "stack", "swarm", "kubernetes", "data", "cli"]
 
 
 def _room(module: str) -> str:
