@@ -145,9 +145,14 @@ class VectorStore:
         with self._mutex:
             self._holds += 1
             if self._watcher is None:
-                self._unheld.clear()
+                # An event per watcher: one still winding down must not miss its stop because
+                # the next watcher's start cleared a shared one.
+                self._unheld = threading.Event()
                 self._watcher = threading.Thread(
-                    target=self._give_way, name="qdrant-local-idle", daemon=True
+                    target=self._give_way,
+                    args=(self._unheld,),
+                    name="qdrant-local-idle",
+                    daemon=True,
                 )
                 self._watcher.start()
         try:
@@ -163,8 +168,8 @@ class VectorStore:
             if watcher is not None:
                 watcher.join()
 
-    def _give_way(self) -> None:
-        while not self._unheld.wait(self.IDLE_CHECK_S):
+    def _give_way(self, unheld: threading.Event) -> None:
+        while not unheld.wait(self.IDLE_CHECK_S):
             if self._held is None or not self._mutex.acquire(blocking=False):
                 continue  # nothing held, or a call is using it: look again later
             try:

@@ -356,6 +356,12 @@ def apply_retention(
     return gone
 
 
+def copy_offsite(path: Path, to: Destination, reporter: Reporter) -> str:
+    """The off-site copy of a complete backup already on disk (a scheduled backup's, made
+    apart from it so that an off-site outage costs the local backup nothing)."""
+    return _offsite(path, Manifest.loads((path / MANIFEST).read_text()), to, reporter)
+
+
 def _offsite(path: Path, manifest: Manifest, to: Destination, reporter: Reporter) -> str:
     """The off-site copy, its encrypted files staged in a scratch directory beside the backup
     (same disk; a killed run leaves a *.partial that the next backup removes)."""

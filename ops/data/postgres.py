@@ -16,11 +16,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
-from ops.console import echo
+from ops.console import echo, say
 from ops.data.manifest import CHUNK, TABLES
 from ops.data.private import private_open
 from ops.data.target import Target
-from ops.errors import CommandError
+from ops.errors import CommandError, TargetError
 from ops.proc import run
 
 Progress = Callable[[int], None]  # bytes so far
@@ -255,7 +255,18 @@ REPLACED_SUFFIX = "_replaced"  # the live database once swapped out, dropped rig
 TERMINATE_WAIT_MS = 10_000  # pg_terminate_backend waits this long for each session to end
 
 
+NAME_BYTES = 63  # PostgreSQL cuts longer identifiers: <db>_restoring could become <db> itself
+
+
 def restoring_name(target: Target) -> str:
+    """The database a restore fills; refused (before anything changes) for a live name so long
+    that PostgreSQL would cut this one, or `<db>_replaced`, back to a name already in use."""
+    longest = max(len(RESTORING_SUFFIX), len(REPLACED_SUFFIX))
+    if len(target.db_name.encode()) + longest > NAME_BYTES:
+        raise TargetError(
+            f"database name {target.db_name!r} is longer than {NAME_BYTES - longest} bytes: a "
+            "restore beside it would need a name PostgreSQL cuts short"
+        )
     return f"{target.db_name}{RESTORING_SUFFIX}"
 
 
@@ -307,7 +318,32 @@ def swap_in_restored(target: Target) -> None:
         f"ALTER DATABASE {_ident(fresh)} RENAME TO {_ident(live)}",
         f"DROP DATABASE IF EXISTS {_ident(old)} WITH (FORCE)",
     ]
-    _admin(target, *steps)
+    try:
+        _admin(target, *steps)
+    except BaseException:
+        _undo_swap(target, live, old)
+        raise
+
+
+def _undo_swap(target: Target, live: str, old: str) -> None:
+    """A swap cut short (a session that outlived its termination, say): the live database
+    back under its name and open to connections again, so the app is not left facing a
+    database that refuses everyone. Best effort: the error that stopped the swap is the one
+    reported."""
+
+    def exists(name: str) -> bool:
+        sql = f"SELECT 1 FROM pg_database WHERE datname = {_literal(name)}"  # noqa: S608
+        return bool(
+            run(_psql_argv(target, MAINTENANCE_DB, sql), capture=True, quiet=True).stdout.strip()
+        )
+
+    try:
+        if not exists(live) and exists(old):
+            _admin(target, f"ALTER DATABASE {_ident(old)} RENAME TO {_ident(live)}")
+        if exists(live):
+            _admin(target, f"ALTER DATABASE {_ident(live)} WITH ALLOW_CONNECTIONS true")
+    except CommandError as exc:
+        say(f"warning: could not undo the cut-short swap ({exc}); check `{live}` by hand")
 
 
 def drop_restoring(target: Target) -> None:

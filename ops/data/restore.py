@@ -335,6 +335,7 @@ def _preflight(target: Target, directory: Path, reporter: Reporter) -> _Plan:
         files=len(manifest.files),
     )
     needs_migration = _needs_migration(manifest.alembic_revision)
+    postgres.restoring_name(target)  # a live name too long to restore beside: refused now
     items = postgres.check_archive(target, directory / DUMP)
     if not target.can_stop_writers:
         raise RestoreRefused(

@@ -58,15 +58,19 @@ class Schedule:
         return today if today > now else today + timedelta(days=1)
 
 
+def is_labelled(path: Path) -> bool:
+    """A backup with a label (`<stamp>-pre-upgrade`, `-pre-restore`, `invoke backup --label`):
+    made for a reason of its own, not by the schedule."""
+    return path.name != path.name.split("-", 1)[0]
+
+
 def kept_calendar(backups: Iterable[Path], *, keep_daily: int, keep_weekly: int) -> set[Path]:
-    """The good (non-safety) backups the daily and weekly rules keep."""
+    """The unlabelled backups the daily and weekly rules keep."""
     if keep_daily < 1:
         raise OpsError("--keep-daily must be at least 1: the backup just made is always kept")
     if keep_weekly < 0:
         raise OpsError("--keep-weekly must not be negative")
-    newest_first = sorted(
-        (p for p in backups if not is_safety_copy(p)), key=created_at, reverse=True
-    )
+    newest_first = sorted((p for p in backups if not is_labelled(p)), key=created_at, reverse=True)
     kept: set[Path] = set()
     for rule, limit in (
         (lambda p: created_at(p).date(), keep_daily),
@@ -81,13 +85,20 @@ def kept_calendar(backups: Iterable[Path], *, keep_daily: int, keep_weekly: int)
     return kept
 
 
-def expired_calendar(backups: list[Path], *, keep_daily: int, keep_weekly: int) -> list[Path]:
-    """Backups neither rule keeps, newest first; of the safety copies, all but the
-    `SAFETY_KEEP` newest (their own rule, whatever the calendar keeps)."""
+def expired_calendar(
+    backups: list[Path], *, keep_daily: int, keep_weekly: int, now: datetime | None = None
+) -> list[Path]:
+    """What the schedule's retention deletes, newest first: unlabelled backups neither rule
+    keeps, and safety copies beyond the `SAFETY_KEEP` newest once older than `keep_daily`
+    days (a restore retried a few times must not push out the copy of the state before the
+    first one). Other labelled backups (`pre-upgrade`: the way back to the previous code)
+    are never the schedule's to delete: `invoke backup --keep` does, when asked."""
     kept = kept_calendar(backups, keep_daily=keep_daily, keep_weekly=keep_weekly)
-    good = [p for p in backups if not is_safety_copy(p) and p not in kept]
+    good = [p for p in backups if not is_labelled(p) and p not in kept]
+    since = (now or datetime.now(UTC)) - timedelta(days=keep_daily)
     safety = sorted((p for p in backups if is_safety_copy(p)), key=created_at, reverse=True)
-    return sorted(good + safety[SAFETY_KEEP:], key=created_at, reverse=True)
+    old_safety = [p for p in safety[SAFETY_KEEP:] if created_at(p) < since]
+    return sorted(good + old_safety, key=created_at, reverse=True)
 
 
 def prune(

@@ -32,6 +32,7 @@ from ops.data.backup import (
     BackupResult,
     backup,
     complete_backups,
+    copy_offsite,
     created_at,
     is_safety_copy,
     locked,
@@ -111,7 +112,7 @@ def take(
     raised (the loop goes on: the next attempt may succeed, and the alert tells the rest)."""
     try:
         try:
-            result = backup(target, root, offsite_to=offsite_to, reporter=reporter)
+            result = backup(target, root, reporter=reporter)
         finally:
             target.after_writes()
         metrics.succeeded(result)
@@ -128,18 +129,41 @@ def take(
         metrics.failures += 1
         reporter.event("failed", f"scheduled backup failed: {exc}", error=str(exc))
         return None
+    if offsite_to is not None:
+        # After the local backup counts and retention ran: an off-site outage must neither
+        # make the next attempt a whole new local backup (filling the disk) nor stop pruning.
+        try:
+            copy_offsite(result.path, offsite_to, reporter)
+        except Exception as exc:
+            metrics.failures += 1
+            reporter.event(
+                "failed",
+                f"off-site copy of {result.path.name} failed: {exc}",
+                error=str(exc),
+                path=str(result.path),
+            )
     return result
 
 
 def next_attempt(
     schedule: Schedule, now: datetime, last: datetime | None, *, failed: bool
 ) -> datetime:
-    """The schedule's next run; after a failure, no sooner than a retry delay (an interval
-    would otherwise count from the last success and retry at once, in a tight loop)."""
+    """The schedule's next run. After a failure no sooner than a retry delay (an interval
+    would otherwise count from the last success and retry at once, in a tight loop); daily,
+    a failed or missed day is owed: tried again every RETRY_S until it succeeds, and a slot
+    that passed while the service was down (an upgrade, a reboot) runs at once. A new
+    installation (no backup yet) waits for its first slot."""
+    if schedule.interval_s is None:
+        slot = schedule.next_run(now) - timedelta(days=1)  # the latest slot at or before now
+        owed = last is None or last < slot
+        if failed and owed:
+            return now + timedelta(seconds=RETRY_S)
+        if last is not None and owed:
+            return now
+        return schedule.next_run(now, last)
     due = schedule.next_run(now, last)
     if failed:
-        retry = min(RETRY_S, schedule.interval_s or RETRY_S)
-        due = max(due, now + timedelta(seconds=retry))
+        due = max(due, now + timedelta(seconds=min(RETRY_S, schedule.interval_s)))
     return due
 
 

@@ -320,9 +320,11 @@ def upgrade(
     try:
         _apply(project, result, prepared, build=build, wait_timeout=wait_timeout,
                reporter=reporter)  # fmt: skip
-    except (OpsError, OSError) as exc:
+    except BaseException as exc:  # any failure, Ctrl-C too: never left half-upgraded
         _roll_back(project, result, config=config, reporter=reporter)
         result.seconds = time.monotonic() - started
+        if not isinstance(exc, Exception):
+            raise  # rolled back; now stop as asked
         raise UpgradeFailed(
             f"upgrade failed: {exc}" + ("; rolled back" if result.rolled_back else ""),
             result,

@@ -42,19 +42,23 @@ def test_a_bad_schedule_is_refused(at: str) -> None:
         Schedule(at)
 
 
-def test_retention_keeps_newest_of_each_day_and_week_and_safety_copies_apart(
+def test_retention_keeps_newest_of_each_day_and_week_and_labelled_backups_apart(
     tmp_path: Path,
 ) -> None:
     days = [_backup(tmp_path, T0 - timedelta(days=d)) for d in range(30)]
     second_today = _backup(tmp_path, T0 - timedelta(hours=1))
-    safety = [_backup(tmp_path, T0 - timedelta(days=d, hours=2), "pre-restore") for d in range(4)]
+    safety = [_backup(tmp_path, T0 - timedelta(days=d, hours=2), "pre-restore") for d in range(5)]
+    # The way back to the previous code: the newest of its day, yet it takes no day's place.
+    upgrade = _backup(tmp_path, T0 - timedelta(days=20, minutes=-1), "pre-upgrade")
     backups = sorted(tmp_path.iterdir())
-    gone = set(expired_calendar(backups, keep_daily=3, keep_weekly=2))
+    gone = set(expired_calendar(backups, keep_daily=3, keep_weekly=2, now=T0))
     kept = set(backups) - gone
     # three newest days, and the newest of last week (Sunday, 2026-03-01; this week's is today).
-    assert kept - set(safety) == {days[0], days[1], days[2], days[3]}
-    assert second_today in gone
-    assert kept & set(safety) == set(safety[:2])  # SAFETY_KEEP newest, not counted as days
+    assert kept - set(safety) - {upgrade} == {days[0], days[1], days[2], days[3]}
+    assert second_today in gone and upgrade in kept
+    # Safety copies: the SAFETY_KEEP newest, and any younger than keep_daily days (a restore
+    # retried twice keeps the copy from before the first one).
+    assert kept & set(safety) == set(safety[:3])
 
 
 def test_prune_removes_expired_and_last_success_ignores_safety_copies(tmp_path: Path) -> None:

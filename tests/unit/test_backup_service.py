@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,8 +21,16 @@ from ops.console import Reporter
 from ops.data import scheduled
 from ops.data.backup import BackupResult
 from ops.data.manifest import MANIFEST, Manifest
+from ops.data.offsite import Destination
 from ops.data.schedule import Schedule
-from ops.data.scheduled import BackupMetrics, next_attempt, run_loop, schedule_of, take
+from ops.data.scheduled import (
+    RETRY_S,
+    BackupMetrics,
+    next_attempt,
+    run_loop,
+    schedule_of,
+    take,
+)
 from ops.data.target import InStackTarget
 from ops.errors import OpsError, TargetError
 from ops.settings import OpsSettings
@@ -91,8 +100,18 @@ def test_after_a_failure_an_interval_retries_later_not_at_once() -> None:
     last = T0 - timedelta(hours=1)  # overdue: the schedule alone would say "now"
     assert next_attempt(every, T0, last, failed=False) == T0
     assert next_attempt(every, T0, last, failed=True) == T0 + timedelta(seconds=20)
+
+
+def test_daily_a_failed_or_missed_day_is_owed_and_a_new_installation_waits() -> None:
     daily = Schedule("03:00")
-    assert next_attempt(daily, T0, None, failed=True) == daily.next_run(T0)
+    slot = daily.next_run(T0) - timedelta(days=1)  # the latest 03:00 at or before T0
+    retry = T0 + timedelta(seconds=RETRY_S)
+    assert next_attempt(daily, T0, None, failed=False) == daily.next_run(T0)  # the first slot
+    assert next_attempt(daily, T0, None, failed=True) == retry  # the first one failed
+    assert next_attempt(daily, T0, slot - timedelta(days=1), failed=True) == retry
+    # Down over the slot (an upgrade, a reboot): today's runs at once when it comes back.
+    assert next_attempt(daily, T0, slot - timedelta(days=1), failed=False) == T0
+    assert next_attempt(daily, T0, slot, failed=False) == daily.next_run(T0)
 
 
 class _Clock:
@@ -222,6 +241,32 @@ def test_take_backs_up_prunes_with_the_calendar_rule_and_counts_a_failure(
     assert take(target, tmp_path, settings, metrics, Reporter(json_lines=True)) is None
     assert metrics.failures == 1 and metrics.last_success == before
     assert _samples(metrics)["coach_backup_failures_total"] == 1
+
+
+def test_an_off_site_outage_costs_the_local_backup_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_stack: InStackTarget
+) -> None:
+    """The local backup counts and retention runs; the failed copy is counted and logged, so
+    the next attempt is the schedule's, not a whole new local backup every few minutes."""
+    old = [_backup(tmp_path, T0 - timedelta(days=d)) for d in range(1, 4)]
+    monkeypatch.setattr(
+        scheduled, "backup", lambda _t, root, **_: _result(_backup(root, T0), size=10)
+    )
+
+    def unreachable(path: Path, *_: object) -> str:
+        raise OpsError(f"s3://offsite/{path.name}: connection refused")
+
+    monkeypatch.setattr(scheduled, "copy_offsite", unreachable)
+    settings = OpsSettings(backup_keep_daily=2, backup_keep_weekly=0)
+    metrics = BackupMetrics()
+    destination = cast(Destination, object())
+    made = take(
+        in_stack, tmp_path, settings, metrics, Reporter(json_lines=True), offsite_to=destination
+    )
+    assert made is not None and metrics.last_success == T0.timestamp()
+    assert metrics.failures == 1
+    left = sorted(p.name for p in tmp_path.iterdir() if (p / MANIFEST).exists())
+    assert left == sorted([T0.strftime("%Y%m%dT%H%M%SZ"), old[0].name])
 
 
 def test_the_in_stack_target_runs_the_tools_here_with_a_private_passfile(

@@ -28,7 +28,7 @@ from ops.data.manifest import (
     object_path,
     verify,
 )
-from ops.data.target import ComposeTarget, ContainerTarget, Writers, settings_from_env
+from ops.data.target import ComposeTarget, ContainerTarget, Target, Writers, settings_from_env
 from ops.data.tunnel import Tunnel, TunnelSpec
 from ops.errors import CommandError, OpsError, TargetError
 from ops.stack.project import Project
@@ -597,3 +597,16 @@ def test_the_recovery_commands_repeat_how_the_restore_was_invoked(
         f"--backup {safety} --yes --no-safety-backup"
     )
     assert bare.start(["systemctl stop coach"]) == "systemctl start coach"
+
+
+def test_a_database_name_too_long_to_restore_beside_is_refused_before_anything() -> None:
+    """PostgreSQL cuts identifiers at 63 bytes: <db>_restoring of a 60-byte name would be
+    the same name as <db>_replaced, whose DROP would then drop the restored database."""
+
+    class LongName:
+        db_name = "c" * 54
+
+    with pytest.raises(TargetError, match="longer than 53 bytes"):
+        postgres.restoring_name(cast(Target, LongName()))
+    LongName.db_name = "c" * 53
+    assert postgres.restoring_name(cast(Target, LongName())) == "c" * 53 + "_restoring"
