@@ -82,6 +82,23 @@ def lease_key(snippet_id: uuid.UUID | str) -> str:
     return f"{LEASE_PREFIX}{snippet_id}"
 
 
+def died_here(holder: str) -> bool:
+    """Whether a lease's holder (`host:pid:...`, see Lease.token) ran on this host, in this
+    process namespace, and no longer runs. Elsewhere, or a pid alive again (reused after a
+    container restart), it counts as alive: that lease lapses by its TTL and the sweep acts."""
+    host, _, rest = holder.partition(":")
+    pid = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 class LeaseHeld(Exception):
     """Another run holds this snippet's lease: it indexes the snippet, this one does not."""
 
@@ -107,7 +124,16 @@ class Lease:
         if self.client is None:
             return True
         own_retry = RETRY_HOLDER.format(task_id=self.task_id, retries=self.retries)
-        return bool(self.client.eval(_ACQUIRE, 1, self.key, self.token, own_retry, self.ttl))
+        if self.client.eval(_ACQUIRE, 1, self.key, self.token, own_retry, self.ttl):
+            return True
+        # A pool process killed mid-run (an OOM kill) is replaced at once and its message
+        # redelivered at once: its lease would make that redelivery wait a whole TTL and the
+        # sweep. The holder ran here and is gone: take its place (compare-and-set).
+        holder = self.client.get(self.key)
+        held_by = holder.decode() if isinstance(holder, bytes) else holder
+        if held_by is not None and died_here(held_by):
+            return bool(self.client.eval(_REPLACE, 1, self.key, held_by, self.token, self.ttl))
+        return False
 
     def _renew(self) -> None:
         assert self.client is not None

@@ -46,7 +46,9 @@ def config(request: pytest.FixtureRequest, configs: dict[str, dict[str, Any]]) -
 
 
 def test_every_service_of_every_profile_has_a_known_role(config: dict[str, Any]) -> None:
-    assert set(roles.roles_of(config)) == set(config["services"]) == SERVICE_NAMES
+    # The scheduled backups are production's (docker-compose.prod.yml) only.
+    expected = SERVICE_NAMES - ({"backup"} if "backup" not in config["services"] else set())
+    assert set(roles.roles_of(config)) == set(config["services"]) == expected
 
 
 def test_lookups_name_todays_services(config: dict[str, Any]) -> None:
@@ -63,7 +65,10 @@ def test_lookups_name_todays_services(config: dict[str, Any]) -> None:
     }
     assert roles.settings_service(config) == "backend"
     assert roles.app_services(config) == ["backend", "celery-beat", "celery-worker", "migrate"]
-    assert roles.build_targets(config) == ["backend"]
+    # Built here: the app image, and in production the ops image of the scheduled backups.
+    built = ["backend", "backup"] if "backup" in config["services"] else ["backend"]
+    assert roles.build_targets(config) == built
+    assert roles.backup_services(config) == built[1:]
     assert roles.app_image(config) == config["services"]["backend"]["image"]
     assert roles.fallbacks(config) == {
         "QDRANT_IMAGE": (("qdrant",), "local-stores"),

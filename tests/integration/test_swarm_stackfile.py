@@ -21,7 +21,7 @@ from ops.swarm.stackfile import StackFile, render
 STATEFUL = {"postgres", "redis", "qdrant", "minio", "prometheus", "alertmanager", "grafana"}
 JOBS = {"migrate", "minio-init"}
 # One task at a time by nature: a host port (nginx), a schedule (beat), in-memory traces.
-STOP_FIRST = STATEFUL | {"nginx", "celery-beat", "jaeger"}
+STOP_FIRST = STATEFUL | {"nginx", "celery-beat", "jaeger", "backup"}  # backup: one loop
 APP_IMAGE = "coach/app:0123456789ab"
 
 

@@ -4,6 +4,10 @@ against a real Redis in tests/integration/test_redelivery.py."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +16,7 @@ from celery.exceptions import Reject
 from fastapi.testclient import TestClient
 
 from tests.unit.test_api_embedded import upload
-from worker import tasks
+from worker import redelivery, tasks
 
 
 def test_a_retry_that_cannot_be_sent_leaves_the_snippet_to_the_sweep(
@@ -46,3 +50,15 @@ def test_a_channel_of_a_collected_broker_connection_fails_as_a_connection_error(
     collected = SimpleNamespace(connection=SimpleNamespace(client=None))
     with pytest.raises(RedisConnectionError):
         kombu_redis.Channel._connparams(collected)  # type: ignore[no-untyped-call, arg-type]
+
+
+def test_a_holder_that_died_on_this_host_is_recognised_and_others_are_not() -> None:
+    """A killed pool process's lease is taken over at once by its redelivered message; a
+    holder elsewhere, alive, or a retry's placeholder is left to its TTL."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+    assert redelivery.died_here(f"{here}:{gone.pid}:task:abcd1234")
+    assert not redelivery.died_here(f"{here}:{os.getpid()}:task:abcd1234")
+    assert not redelivery.died_here(f"elsewhere-{here}:{gone.pid}:task:abcd1234")
+    assert not redelivery.died_here("retry:task:1")
