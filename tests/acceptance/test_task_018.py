@@ -464,7 +464,8 @@ def test_production_config_separate_from_development(docker_host: None, tmp_path
     prod_files = [f.name for f in prod_project.files()]
     assert prod_files == ["docker-compose.yml", "docker-compose.prod.yml"]
     prod, dev = prod_project.config(), dev_project.config()
-    assert set(prod["services"]) == set(dev["services"]), "the same services in both"
+    # The same services in both, and production's own: its scheduled backups.
+    assert set(prod["services"]) == set(dev["services"]) | {"backup"}, "the same services"
 
     for name in APP_ROLES:
         prod_env, dev_env = (
