@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -85,20 +84,7 @@ def test_requeue_keeps_the_task_id_and_sends_one_message(
     app_stack: Stack, broker: redis.Redis
 ) -> None:
     def requeue() -> dict[str, int]:
-        done = subprocess.run(
-            processes.python(
-                "-c",
-                "import json; from worker.tasks import requeue_pending; "
-                "print(json.dumps(requeue_pending(older_than_s=0)))",
-            ),
-            env=app_stack.env,
-            cwd=processes.ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        return processes.run_task(app_stack.env, "requeue_pending(older_than_s=0)")
 
     app_stack.procs["worker"].stop()  # nothing consumes: messages stay where they are
     try:

@@ -7,7 +7,6 @@ leased one alone; a run that finds the lease held indexes nothing."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from typing import Any
@@ -46,20 +45,7 @@ def answers(broker: redis.Redis) -> bool:
 
 def sweep(app_stack: Stack) -> dict[str, Any]:
     """One run of the beat task, in a process of its own with the stack's settings."""
-    done = subprocess.run(
-        processes.python(
-            "-c",
-            "import json; from worker.tasks import redeliver_lost; "
-            "print(json.dumps(redeliver_lost()))",
-        ),
-        env=app_stack.env,
-        cwd=processes.ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return processes.run_task(app_stack.env, "redeliver_lost()")
 
 
 def mark_indexing_long_ago(app_stack: Stack, sid: str) -> None:

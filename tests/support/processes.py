@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -88,6 +90,21 @@ class Proc:
 
 def python(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def run_task(env: Mapping[str, str], call: str) -> dict[str, Any]:
+    """A worker task's body (`call`, e.g. "redeliver_lost()") run once in a process of its own
+    with the stack's settings, as beat's run would; its JSON result."""
+    done = subprocess.run(
+        python("-c", f"import json; from worker import tasks; print(json.dumps(tasks.{call}))"),
+        env=dict(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def run_migrate(env: Mapping[str, str]) -> str:
