@@ -64,6 +64,9 @@ class LLM(Protocol):
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 TEMPERATURE = 0.2
 DEADLINE_EXCEEDED = "deadline_exceeded"  # error.type when the deadline ends the retries
+# No LLM answers sooner than this: an attempt with less time left before the deadline would be
+# paid for and abandoned, and would reach the API after the deadline on a busy host.
+MIN_ATTEMPT_SECONDS = 0.1
 
 
 def _qualified(exc: BaseException) -> str:
@@ -160,7 +163,7 @@ class OpenAIChat:
                 if deadline is not None:
                     # Nobody waits past the deadline: an attempt then is paid for nothing.
                     timeout = min(timeout, deadline - time.time())
-                    if timeout <= 0:
+                    if timeout < MIN_ATTEMPT_SECONDS:
                         break
                 attempts += 1
                 try:
@@ -178,8 +181,11 @@ class OpenAIChat:
                     last = LLMError(f"LLM API answered {status}", error_type=status)
                 if attempt < self._retries:
                     pause = min(2.0, 0.2 * 2**attempt) * (1 + random.random())  # noqa: S311
-                    if deadline is not None and time.time() + pause >= deadline:
-                        break  # the next attempt would start after it
+                    if (
+                        deadline is not None
+                        and time.time() + pause + MIN_ATTEMPT_SECONDS >= deadline
+                    ):
+                        break  # the next attempt would start too late to be answered
                     await asyncio.sleep(pause)
         if last is None:  # the deadline had passed before the first attempt
             raise LLMError(
